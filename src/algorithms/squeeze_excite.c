@@ -1,0 +1,22 @@
+/* squeeze_excite.c — squeeze-and-excitation blocks (Composer 0.9 algorithms/squeeze_excite): recipe options
+ * and checks. */
+#include <stddef.h>
+
+#include "algorithms/algorithms.h"
+
+const FieldSpec SQUEEZE_EXCITE_FIELDS[] = {
+    {.name = "latent_channels", .type = F_DOUBLE, .offset = offsetof(SqueezeExciteOptions, latent_channels),
+     .def = "64", .help = "width of the SE bottleneck (< 1: a fraction of the conv's channels)"},
+    {.name = "min_channels", .type = F_INT, .offset = offsetof(SqueezeExciteOptions, min_channels), .def = "128",
+     .help = "convs with fewer output channels get no SE block"},
+    {0},
+};
+
+/* Checks latent_channels > 0 and min_channels >= 0. */
+int squeeze_excite_check(const void *options, Error *err) {
+    const SqueezeExciteOptions *o = options;
+    if (!(o->latent_channels > 0))
+        return error_set(err, "latent_channels must be > 0 (got %g)", o->latent_channels);
+    if (o->min_channels < 0) return error_set(err, "min_channels must be >= 0 (got %d)", o->min_channels);
+    return 0;
+}

@@ -1,0 +1,148 @@
+/* backend.h — the one interface between ctrain and the hardware.
+ *
+ * A backend is a table of operations plus memory functions. The model, trainer and algorithms call only
+ * these; they never include oneDNN, cuDNN or SIMD headers. Implementations:
+ *   ref  — plain C loops, single thread: the test oracle for every other backend (src/backend/ref/)
+ *   cpu  — oneDNN convolutions, C + OpenMP for the rest (src/backend/cpu/)
+ *
+ * Conventions for every operation:
+ *   - Pointers are backend memory (from ops->alloc). On CPU backends that is host memory.
+ *   - Activations are NHWC, fp32, shapes written outermost first: x [n, h, w, c].
+ *   - Weights are PyTorch's layouts: conv [cout, cin, kh, kw] (OIHW), fc [cout, cin].
+ *   - Backward operations WRITE (not accumulate) their outputs; the model accumulates where needed.
+ *   - Operations that can fail on bad shapes or out-of-memory return 0 / -1 with err; the rest are void.
+ *   - Calls on one backend are serialized (like work on one GPU stream): backends keep shared scratch memory.
+ *     Plans must be freed before the backend that made them.
+ *   - BatchNorm training with a single row uses the biased variance for running_var too; the model refuses
+ *     that case before calling (PyTorch: "Expected more than 1 value per channel when training").
+ */
+#ifndef CTRAIN_BACKEND_BACKEND_H
+#define CTRAIN_BACKEND_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+/* Geometry of one 2-D convolution (square kernel, symmetric zero padding, no dilation, groups = 1). */
+typedef struct ConvDesc {
+    int n, h, w, cin;                /* input  x [n, h, w, cin] */
+    int cout, k, stride, pad;        /* weight w [cout, cin, k, k] */
+    int oh, ow;                      /* output y [n, oh, ow, cout] */
+} ConvDesc;
+
+/* Geometry of a 2-D max pool (square window, symmetric padding with -inf). */
+typedef struct PoolDesc {
+    int n, h, w, c;                  /* input  x [n, h, w, c] */
+    int k, stride, pad;
+    int oh, ow;                      /* output y [n, oh, ow, c] */
+} PoolDesc;
+
+/* Loss functions on logits [n, c] and soft targets [n, c]. */
+typedef enum LossKind {
+    LOSS_SOFT_CROSS_ENTROPY = 0,     /* Composer soft_cross_entropy: mean_i -sum_c t_ic log softmax(z_i)_c */
+    LOSS_BCE_WITH_LOGITS = 1,        /* Composer binary_cross_entropy_with_logits: sum_ic bce(z_ic, t_ic) / n */
+} LossKind;
+
+/* One SGD-family update over a flat parameter block (see train/optim.h for the exact formulas). */
+typedef struct SgdStep {
+    double lr;                       /* the scheduled learning rate for this step */
+    double momentum, dampening;
+    double weight_decay;
+    double decay_factor;             /* decoupled_sgdw: lr / initial_lr; torch sgd: unused */
+    bool nesterov;
+    bool decoupled;                  /* true: Composer DecoupledSGDW; false: torch.optim.SGD */
+    bool first_step;                 /* momentum buffer is initialized to the gradient on the first step */
+} SgdStep;
+
+typedef struct Backend Backend;
+
+typedef struct BackendOps {
+    const char *name;
+
+    /* ---- memory ---- */
+    void *(*alloc)(Backend *be, size_t bytes);                    /* zero-filled, 64-byte aligned; NULL on OOM */
+    void (*free)(Backend *be, void *p);
+    void (*upload)(Backend *be, void *dst, const void *host_src, size_t bytes);
+    void (*download)(Backend *be, void *host_dst, const void *src, size_t bytes);
+    void (*copy)(Backend *be, void *dst, const void *src, size_t bytes);
+    void (*zero)(Backend *be, void *p, size_t bytes);
+    int (*sync)(Backend *be, Error *err);                          /* wait for queued work */
+
+    /* ---- convolution: a plan holds the per-shape state (primitives, algorithms, scratch) ---- */
+    int (*conv_plan)(Backend *be, const ConvDesc *d, void **plan, Error *err);
+    void (*conv_plan_free)(Backend *be, void *plan);
+    /* y [n,oh,ow,cout] = conv(x [n,h,w,cin], w [cout,cin,k,k]) */
+    int (*conv_forward)(Backend *be, void *plan, const float *x, const float *w, float *y, Error *err);
+    /* dx [n,h,w,cin] from dy [n,oh,ow,cout], w [cout,cin,k,k] */
+    int (*conv_backward_data)(Backend *be, void *plan, const float *dy, const float *w, float *dx, Error *err);
+    /* dw [cout,cin,k,k] from x [n,h,w,cin], dy [n,oh,ow,cout] */
+    int (*conv_backward_weights)(Backend *be, void *plan, const float *x, const float *dy, float *dw, Error *err);
+
+    /* ---- batch norm over rows = n*h*w rows of c channels (PyTorch BatchNorm2d semantics) ---- */
+    /* Training: normalize with the batch mean and biased variance; save mean and 1/sqrt(var+eps) for
+     * backward; running = (1-momentum)*running + momentum*batch, with the unbiased variance. */
+    void (*bn_forward_train)(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
+                             const float *beta, float *y, float *save_mean, float *save_invstd,
+                             float *running_mean, float *running_var, float momentum, float eps);
+    /* Eval: normalize with the running statistics. x, y [rows, c]; gamma, beta, running_* [c] */
+    void (*bn_forward_eval)(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
+                            const float *beta, const float *running_mean, const float *running_var, float eps,
+                            float *y);
+    /* dx [rows,c], dgamma [c], dbeta [c] from x, dy [rows,c] and the saved statistics */
+    void (*bn_backward)(Backend *be, int64_t rows, int c, const float *x, const float *dy, const float *gamma,
+                        const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
+                        float *dbeta);
+
+    /* ---- elementwise over n floats ---- */
+    void (*relu_forward)(Backend *be, int64_t n, const float *x, float *y);
+    void (*relu_backward)(Backend *be, int64_t n, const float *y, const float *dy, float *dx); /* dx = dy*(y>0) */
+    void (*add)(Backend *be, int64_t n, const float *a, const float *b, float *y);           /* y = a + b */
+    void (*axpy)(Backend *be, int64_t n, float alpha, const float *x, float *y);             /* y += alpha*x */
+
+    /* ---- pooling ---- */
+    /* y [n,oh,ow,c] = max over the window; argmax [n,oh,ow,c] = flat index h*w_in+w of the first maximum */
+    void (*maxpool_forward)(Backend *be, const PoolDesc *d, const float *x, float *y, int32_t *argmax);
+    /* dx [n,h,w,c] = scatter of dy through argmax */
+    void (*maxpool_backward)(Backend *be, const PoolDesc *d, const float *dy, const int32_t *argmax, float *dx);
+    /* global average: y [n,c] = mean over hw of x [n,hw,c] */
+    void (*avgpool_forward)(Backend *be, int n, int hw, int c, const float *x, float *y);
+    void (*avgpool_backward)(Backend *be, int n, int hw, int c, const float *dy, float *dx);
+
+    /* ---- fully connected: y [n,cout] = x [n,cin] w^T [cin,cout] + b [cout] ---- */
+    void (*fc_forward)(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *b,
+                       float *y);
+    /* dx [n,cin] (skipped when NULL), dw [cout,cin], db [cout] */
+    void (*fc_backward)(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *dy,
+                        float *dx, float *dw, float *db);
+
+    /* ---- loss: per-sample losses and the gradient of (sum of per-sample losses) * grad_scale ----
+     * logits, target, dlogits [n,c]; loss [n]. For LOSS_BCE_WITH_LOGITS the per-sample loss is the sum
+     * over classes; for LOSS_SOFT_CROSS_ENTROPY it is -sum_c t log softmax. dlogits may be NULL. */
+    void (*loss_forward_backward)(Backend *be, LossKind kind, int n, int c, const float *logits,
+                                  const float *target, float grad_scale, float *loss, float *dlogits);
+
+    /* ---- optimizer: p, g, buf [n] ---- */
+    void (*sgd_step)(Backend *be, const SgdStep *s, int64_t n, float *p, const float *g, float *buf);
+} BackendOps;
+
+struct Backend {
+    const BackendOps *ops;
+    int threads;   /* CPU threads the backend may use */
+    void *impl;    /* the implementation's private state */
+};
+
+/* Creates the backend called name ("cpu", "ref") using up to threads CPU threads (0 = all cores). */
+int backend_create(const char *name, int threads, Backend **out, Error *err);
+/* Frees a backend made by backend_create (NULL is fine). */
+void backend_destroy(Backend *be);
+/* The names backend_create accepts, comma-separated, for help texts. */
+const char *backend_names(void);
+
+/* Fills the output size of a convolution; returns -1 with err when the output would be empty. */
+int conv_desc_init(ConvDesc *d, int n, int h, int w, int cin, int cout, int k, int stride, int pad, Error *err);
+/* Fills the output size of a max pool; returns -1 with err when the output would be empty. */
+int pool_desc_init(PoolDesc *d, int n, int h, int w, int c, int k, int stride, int pad, Error *err);
+
+#endif

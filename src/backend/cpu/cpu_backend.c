@@ -1,0 +1,556 @@
+/* cpu_backend.c — the "cpu" backend: convolutions through oneDNN (cpu_conv.c), every other operation in C
+ * with OpenMP.
+ *
+ * Every parallel region runs on be->threads threads with static schedules, and every reduction is summed
+ * in a fixed order (per-block partial sums combined in block order, blocks fixed by be->threads), so a run
+ * is bit-for-bit repeatable for a given thread count. Inner loops run over the contiguous channel axis of
+ * NHWC tensors so they vectorize. Batch-norm statistics accumulate in double (runs of BN_RUN rows are summed
+ * in float first). relu, add, axpy, max pool (values and argmax), global average pool and sgd_step give
+ * exactly the reference backend's results.
+ *
+ * The backend keeps scratch memory (batch-norm partial sums here, the oneDNN workspace in cpu_conv.c), so
+ * calls on one backend run one at a time, like work queued on one GPU stream. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_conv.h"
+#include "backend/ref/ref_backend.h"
+
+#define ALIGN 64
+#define PAR_BYTES ((size_t)1 << 20) /* memory functions below this size run on one thread */
+#define BN_CHUNK 512                /* channels a batch-norm pass handles at a time */
+#define BN_RUN 16                   /* rows batch-norm sums in float before adding them into double */
+#define POOL_CB 16                  /* channels per max-pool backward task */
+#define AVG_CB 64                   /* channels per average-pool task */
+#define FC_RB 4                     /* output rows per fully-connected task */
+#define FC_KC 256                   /* output columns per fully-connected task */
+
+typedef struct CpuImpl {
+    CpuConv *conv;
+    double *bn_work; /* [threads, 2, BN_CHUNK] per-block partial sums of batch norm */
+} CpuImpl;
+
+static CpuImpl *impl_of(Backend *be) { return be->impl; }
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* First index of block b when n items are split into nb nearly equal contiguous blocks. */
+static int64_t block_start(int64_t n, int b, int nb) { return n / nb * b + min64(b, n % nb); }
+static size_t byte_block(size_t bytes, int b, int nb) { return (size_t)block_start((int64_t)bytes, b, nb); }
+
+/* ---------------------------------------------------------------- memory */
+
+/* Zeroes bytes at p, on several threads when it is large. */
+static void par_zero(int threads, void *p, size_t bytes) {
+    if (bytes < PAR_BYTES || threads <= 1) {
+        if (bytes) memset(p, 0, bytes);
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int t = 0; t < threads; t++) {
+        size_t a = byte_block(bytes, t, threads), b = byte_block(bytes, t + 1, threads);
+        memset((char *)p + a, 0, b - a);
+    }
+}
+
+static void *cpu_alloc(Backend *be, size_t bytes) {
+    size_t sz = bytes ? (bytes + ALIGN - 1) / ALIGN * ALIGN : ALIGN;
+    void *p = aligned_alloc(ALIGN, sz);
+    if (p) par_zero(be->threads, p, sz);
+    return p;
+}
+
+static void cpu_free(Backend *be, void *p) { free(p); }
+
+static void cpu_copy(Backend *be, void *dst, const void *src, size_t bytes) {
+    const char *s = src;
+    char *d = dst;
+    uintptr_t ds = (uintptr_t)dst, ss = (uintptr_t)src;
+    bool overlap = ds < ss + bytes && ss < ds + bytes;
+    if (bytes < PAR_BYTES || be->threads <= 1 || overlap) {
+        if (bytes) memmove(dst, src, bytes);
+        return;
+    }
+    int threads = be->threads;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int t = 0; t < threads; t++) {
+        size_t a = byte_block(bytes, t, threads), b = byte_block(bytes, t + 1, threads);
+        memcpy(d + a, s + a, b - a);
+    }
+}
+
+static void cpu_zero(Backend *be, void *p, size_t bytes) { par_zero(be->threads, p, bytes); }
+
+static int cpu_sync(Backend *be, Error *err) { return 0; }
+
+/* ---------------------------------------------------------------- convolution (cpu_conv.c) */
+
+static int cpu_conv_plan_op(Backend *be, const ConvDesc *d, void **plan, Error *err) {
+    return cpu_conv_plan(impl_of(be)->conv, d, plan, err);
+}
+static void cpu_conv_plan_free_op(Backend *be, void *plan) { cpu_conv_plan_free(plan); }
+static int cpu_conv_forward_op(Backend *be, void *plan, const float *x, const float *w, float *y, Error *err) {
+    return cpu_conv_forward(plan, x, w, y, err);
+}
+static int cpu_conv_backward_data_op(Backend *be, void *plan, const float *dy, const float *w, float *dx,
+                                     Error *err) {
+    return cpu_conv_backward_data(plan, dy, w, dx, err);
+}
+static int cpu_conv_backward_weights_op(Backend *be, void *plan, const float *x, const float *dy, float *dw,
+                                        Error *err) {
+    return cpu_conv_backward_weights(plan, x, dy, dw, err);
+}
+
+/* ---------------------------------------------------------------- batch norm */
+
+/* Per-block sums over rows of channels [c0, c0+cn) of x [rows, c]: s1 = sum (x - k), s2 = sum (x - k)^2,
+ * shifted by k = the first row to keep the one-pass variance accurate. Runs of BN_RUN rows are summed in
+ * float (vector-wide), then added into double. part [blocks, 2, BN_CHUNK]. */
+static void bn_partial_moments(int blocks, int64_t rows, int c, int c0, int cn, const float *x, double *part) {
+    const float *k = x + c0;
+#pragma omp parallel for schedule(static) num_threads(blocks)
+    for (int b = 0; b < blocks; b++) {
+        double *restrict s1 = part + (size_t)b * 2 * BN_CHUNK, *restrict s2 = s1 + BN_CHUNK;
+        float f1[BN_CHUNK], f2[BN_CHUNK];
+        for (int j = 0; j < cn; j++) s1[j] = s2[j] = 0;
+        int64_t end = block_start(rows, b + 1, blocks);
+        for (int64_t r0 = block_start(rows, b, blocks); r0 < end; r0 += BN_RUN) {
+            for (int j = 0; j < cn; j++) f1[j] = f2[j] = 0;
+            for (int64_t r = r0; r < min64(r0 + BN_RUN, end); r++) {
+                const float *xr = x + r * c + c0;
+#pragma omp simd
+                for (int j = 0; j < cn; j++) {
+                    float t = xr[j] - k[j];
+                    f1[j] += t;
+                    f2[j] += t * t;
+                }
+            }
+#pragma omp simd
+            for (int j = 0; j < cn; j++) s1[j] += f1[j], s2[j] += f2[j];
+        }
+    }
+}
+
+/* Sums slot j of the two partial rows of every block of part [blocks, 2, BN_CHUNK], in block order. */
+static void bn_combine(int blocks, const double *part, int j, double *a, double *b) {
+    double s1 = 0, s2 = 0;
+    for (int t = 0; t < blocks; t++) {
+        s1 += part[(size_t)t * 2 * BN_CHUNK + j];
+        s2 += part[(size_t)t * 2 * BN_CHUNK + BN_CHUNK + j];
+    }
+    *a = s1;
+    *b = s2;
+}
+
+/* Batch statistics of channels [c0, c0+cn): fills save_mean, save_invstd and mean_lo [cn] (the part of
+ * the mean that save_mean's float cannot hold), and updates the running stats. */
+static void bn_stats_chunk(Backend *be, int64_t rows, int c, int c0, int cn, const float *x, float *save_mean,
+                           float *save_invstd, float *mean_lo, float *running_mean, float *running_var,
+                           float momentum, float eps) {
+    double *part = impl_of(be)->bn_work;
+    bn_partial_moments(be->threads, rows, c, c0, cn, x, part);
+    for (int j = 0; j < cn; j++) {
+        int ch = c0 + j;
+        double s1, s2;
+        bn_combine(be->threads, part, j, &s1, &s2);
+        double dm = s1 / (double)rows, v = s2 - s1 * dm;
+        if (v < 0) v = 0;
+        double mean = x[ch] + dm, var = v / (double)rows;
+        save_mean[ch] = (float)mean;
+        mean_lo[j] = (float)(mean - save_mean[ch]);
+        save_invstd[ch] = (float)(1.0 / sqrt(var + eps));
+        double unbiased = rows > 1 ? v / (double)(rows - 1) : var;
+        running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * mean);
+        running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * unbiased);
+    }
+}
+
+/* y = ((x - mean) - mean_lo) * scale + shift on channels [c0, c0+cn) of x, y [rows, c]; the per-channel
+ * arrays are [cn]. mean + mean_lo is the mean to twice float precision: x - mean is exact for x near it. */
+static void bn_apply_chunk(int threads, int64_t rows, int c, int c0, int cn, const float *x, const float *mean,
+                           const float *mean_lo, const float *scale, const float *shift, float *y) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * c + c0;
+        float *yr = y + r * c + c0;
+#pragma omp simd
+        for (int j = 0; j < cn; j++) yr[j] = ((xr[j] - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
+    }
+}
+
+static void cpu_bn_forward_train(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
+                                 const float *beta, float *y, float *save_mean, float *save_invstd,
+                                 float *running_mean, float *running_var, float momentum, float eps) {
+    float scale[BN_CHUNK], mean_lo[BN_CHUNK];
+    for (int c0 = 0; c0 < c; c0 += BN_CHUNK) {
+        int cn = (int)min64(BN_CHUNK, c - c0);
+        bn_stats_chunk(be, rows, c, c0, cn, x, save_mean, save_invstd, mean_lo, running_mean, running_var,
+                       momentum, eps);
+        for (int j = 0; j < cn; j++) scale[j] = save_invstd[c0 + j] * gamma[c0 + j];
+        bn_apply_chunk(be->threads, rows, c, c0, cn, x, save_mean + c0, mean_lo, scale, beta + c0, y);
+    }
+}
+
+static void cpu_bn_forward_eval(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
+                                const float *beta, const float *running_mean, const float *running_var,
+                                float eps, float *y) {
+    float scale[BN_CHUNK], zero[BN_CHUNK] = {0};
+    for (int c0 = 0; c0 < c; c0 += BN_CHUNK) {
+        int cn = (int)min64(BN_CHUNK, c - c0);
+        for (int j = 0; j < cn; j++)
+            scale[j] = (float)(gamma[c0 + j] / sqrt((double)running_var[c0 + j] + eps));
+        bn_apply_chunk(be->threads, rows, c, c0, cn, x, running_mean + c0, zero, scale, beta + c0, y);
+    }
+}
+
+/* Per-block sums over rows of channels [c0, c0+cn): s1 = sum dy, s2 = sum dy * (x - mean), in runs of
+ * BN_RUN rows summed in float and added into double. part [blocks, 2, BN_CHUNK]. */
+static void bn_partial_grads(int blocks, int64_t rows, int c, int c0, int cn, const float *x, const float *dy,
+                             const float *mean, double *part) {
+#pragma omp parallel for schedule(static) num_threads(blocks)
+    for (int b = 0; b < blocks; b++) {
+        double *restrict s1 = part + (size_t)b * 2 * BN_CHUNK, *restrict s2 = s1 + BN_CHUNK;
+        float f1[BN_CHUNK], f2[BN_CHUNK];
+        for (int j = 0; j < cn; j++) s1[j] = s2[j] = 0;
+        int64_t end = block_start(rows, b + 1, blocks);
+        for (int64_t r0 = block_start(rows, b, blocks); r0 < end; r0 += BN_RUN) {
+            for (int j = 0; j < cn; j++) f1[j] = f2[j] = 0;
+            for (int64_t r = r0; r < min64(r0 + BN_RUN, end); r++) {
+                const float *xr = x + r * c + c0, *gr = dy + r * c + c0;
+#pragma omp simd
+                for (int j = 0; j < cn; j++) {
+                    f1[j] += gr[j];
+                    f2[j] += gr[j] * (xr[j] - mean[j]);
+                }
+            }
+#pragma omp simd
+            for (int j = 0; j < cn; j++) s1[j] += f1[j], s2[j] += f2[j];
+        }
+    }
+}
+
+/* dx = a * (dy - b - (x - mean) * k) on channels [c0, c0+cn) of x, dy, dx [rows, c]; mean, a, b, k [cn]. */
+static void bn_backward_apply_chunk(int threads, int64_t rows, int c, int c0, int cn, const float *x,
+                                    const float *dy, const float *mean, const float *a, const float *b,
+                                    const float *k, float *dx) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * c + c0, *gr = dy + r * c + c0;
+        float *dr = dx + r * c + c0;
+#pragma omp simd
+        for (int j = 0; j < cn; j++) dr[j] = a[j] * (gr[j] - b[j] - (xr[j] - mean[j]) * k[j]);
+    }
+}
+
+static void cpu_bn_backward(Backend *be, int64_t rows, int c, const float *x, const float *dy, const float *gamma,
+                            const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
+                            float *dbeta) {
+    double *part = impl_of(be)->bn_work;
+    float a[BN_CHUNK], b[BN_CHUNK], k[BN_CHUNK];
+    for (int c0 = 0; c0 < c; c0 += BN_CHUNK) {
+        int cn = (int)min64(BN_CHUNK, c - c0);
+        bn_partial_grads(be->threads, rows, c, c0, cn, x, dy, save_mean + c0, part);
+        for (int j = 0; j < cn; j++) {
+            int ch = c0 + j;
+            double sdy, sdyx;
+            bn_combine(be->threads, part, j, &sdy, &sdyx);
+            double invstd = save_invstd[ch], dg = sdyx * invstd;
+            dgamma[ch] = (float)dg;
+            dbeta[ch] = (float)sdy;
+            a[j] = (float)(gamma[ch] * invstd);
+            b[j] = (float)(sdy / (double)rows);
+            k[j] = (float)(dg * invstd / (double)rows);
+        }
+        bn_backward_apply_chunk(be->threads, rows, c, c0, cn, x, dy, save_mean + c0, a, b, k, dx);
+    }
+}
+
+/* ---------------------------------------------------------------- elementwise */
+
+static void cpu_relu_forward(Backend *be, int64_t n, const float *x, float *y) {
+#pragma omp parallel for simd schedule(static) num_threads(be->threads)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0f;
+}
+
+static void cpu_relu_backward(Backend *be, int64_t n, const float *y, const float *dy, float *dx) {
+#pragma omp parallel for simd schedule(static) num_threads(be->threads)
+    for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0.0f;
+}
+
+static void cpu_add(Backend *be, int64_t n, const float *a, const float *b, float *y) {
+#pragma omp parallel for simd schedule(static) num_threads(be->threads)
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+static void cpu_axpy(Backend *be, int64_t n, float alpha, const float *x, float *y) {
+#pragma omp parallel for simd schedule(static) num_threads(be->threads)
+    for (int64_t i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+/* ---------------------------------------------------------------- pooling */
+
+/* Max over one window for all channels: y, argmax [c] of output (oy, ox) from image x [h, w, c]. The first
+ * maximum in scan order wins; a NaN wins and ends the scan for its channel (as the reference does). */
+static void maxpool_pixel(const PoolDesc *d, const float *x, int oy, int ox, float *restrict y,
+                          int32_t *restrict argmax) {
+    int y0 = oy * d->stride - d->pad, x0 = ox * d->stride - d->pad, c = d->c;
+    int ky0 = y0 < 0 ? -y0 : 0, ky1 = d->h - y0 < d->k ? d->h - y0 : d->k;
+    int kx0 = x0 < 0 ? -x0 : 0, kx1 = d->w - x0 < d->k ? d->w - x0 : d->k;
+    if (ky0 >= ky1 || kx0 >= kx1) {
+        for (int j = 0; j < c; j++) y[j] = -INFINITY, argmax[j] = -1;
+        return;
+    }
+    int32_t at = (y0 + ky0) * d->w + x0 + kx0;
+    const float *first = x + (size_t)at * c;
+    for (int j = 0; j < c; j++) y[j] = first[j], argmax[j] = at;
+    for (int ky = ky0; ky < ky1; ky++)
+        for (int kx = ky == ky0 ? kx0 + 1 : kx0; kx < kx1; kx++) {
+            int32_t idx = (y0 + ky) * d->w + x0 + kx;
+            const float *xp = x + (size_t)idx * c;
+#pragma omp simd
+            for (int j = 0; j < c; j++) {
+                float v = xp[j], b = y[j];
+                int take = (b == b) & !(v <= b); /* best is not NaN, and v is larger or NaN */
+                y[j] = take ? v : b;
+                argmax[j] = take ? idx : argmax[j];
+            }
+        }
+}
+
+static void cpu_maxpool_forward(Backend *be, const PoolDesc *d, const float *x, float *y, int32_t *argmax) {
+#pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
+    for (int n = 0; n < d->n; n++)
+        for (int oy = 0; oy < d->oh; oy++)
+            for (int ox = 0; ox < d->ow; ox++) {
+                size_t o = (((size_t)n * d->oh + oy) * d->ow + ox) * d->c;
+                maxpool_pixel(d, x + (size_t)n * d->h * d->w * d->c, oy, ox, y + o, argmax + o);
+            }
+}
+
+/* Scatters dy through argmax for image n and channels [c0, c0+cn), in output order as the reference. */
+static void maxpool_backward_block(const PoolDesc *d, int n, int c0, int cn, const float *dy,
+                                   const int32_t *argmax, float *dx) {
+    size_t hw = (size_t)d->h * d->w, ohw = (size_t)d->oh * d->ow, c = (size_t)d->c;
+    float *dxn = dx + n * hw * c + c0;
+    for (size_t p = 0; p < hw; p++)
+        for (int j = 0; j < cn; j++) dxn[p * c + j] = 0.0f;
+    for (size_t o = 0; o < ohw; o++) {
+        size_t oi = (n * ohw + o) * c + c0;
+        for (int j = 0; j < cn; j++) dxn[(size_t)argmax[oi + j] * c + j] += dy[oi + j];
+    }
+}
+
+static void cpu_maxpool_backward(Backend *be, const PoolDesc *d, const float *dy, const int32_t *argmax,
+                                 float *dx) {
+    int blocks = (d->c + POOL_CB - 1) / POOL_CB;
+#pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
+    for (int n = 0; n < d->n; n++)
+        for (int b = 0; b < blocks; b++) {
+            int c0 = b * POOL_CB;
+            maxpool_backward_block(d, n, c0, (int)min64(POOL_CB, d->c - c0), dy, argmax, dx);
+        }
+}
+
+static void cpu_avgpool_forward(Backend *be, int n, int hw, int c, const float *x, float *y) {
+    int blocks = (c + AVG_CB - 1) / AVG_CB;
+#pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
+    for (int i = 0; i < n; i++)
+        for (int b = 0; b < blocks; b++) {
+            int c0 = b * AVG_CB, cn = (int)min64(AVG_CB, c - c0);
+            double s[AVG_CB] = {0};
+            for (int p = 0; p < hw; p++) {
+                const float *xp = x + ((size_t)i * hw + p) * c + c0;
+#pragma omp simd
+                for (int j = 0; j < cn; j++) s[j] += xp[j];
+            }
+            for (int j = 0; j < cn; j++) y[(size_t)i * c + c0 + j] = (float)(s[j] / hw);
+        }
+}
+
+static void cpu_avgpool_backward(Backend *be, int n, int hw, int c, const float *dy, float *dx) {
+#pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
+    for (int i = 0; i < n; i++)
+        for (int p = 0; p < hw; p++) {
+            const float *g = dy + (size_t)i * c;
+            float *dp = dx + ((size_t)i * hw + p) * c;
+#pragma omp simd
+            for (int j = 0; j < c; j++) dp[j] = g[j] / (float)hw;
+        }
+}
+
+/* ---------------------------------------------------------------- fully connected */
+
+/* yi [cout] at o0..o0+rb = b [cout] + dot(xi [cin], w [cout, cin] row o), rb <= FC_RB; sums in double. */
+static void fc_dots(int cin, int rb, const float *xi, const float *w, const float *b, int o0, float *yi) {
+    double s[FC_RB] = {0};
+    for (int r = 0; r < rb; r++) {
+        const float *wo = w + (size_t)(o0 + r) * cin;
+        double acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int k = 0; k < cin; k++) acc += (double)xi[k] * wo[k];
+        s[r] = acc;
+    }
+    for (int r = 0; r < rb; r++) yi[o0 + r] = (float)((b ? b[o0 + r] : 0.0) + s[r]);
+}
+
+static void cpu_fc_forward(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *b,
+                           float *y) {
+    int blocks = (cout + FC_RB - 1) / FC_RB;
+#pragma omp parallel for schedule(static) num_threads(be->threads)
+    for (int ob = 0; ob < blocks; ob++) {
+        int o0 = ob * FC_RB, rb = (int)min64(FC_RB, cout - o0);
+        for (int i = 0; i < n; i++) fc_dots(cin, rb, x + (size_t)i * cin, w, b, o0, y + (size_t)i * cout);
+    }
+}
+
+/* out [rows, cols] = sum_j a(r, j) * bm [inner, cols], with a(r, j) = a[r * a_rs + j * a_js]; accumulates in
+ * double over tasks of FC_RB rows x FC_KC columns. */
+static void matmul_rows(int threads, int rows, int inner, int cols, const float *a, size_t a_rs, size_t a_js,
+                        const float *bm, float *out) {
+    int rblocks = (rows + FC_RB - 1) / FC_RB, kblocks = (cols + FC_KC - 1) / FC_KC;
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+    for (int rbk = 0; rbk < rblocks; rbk++)
+        for (int kb = 0; kb < kblocks; kb++) {
+            int r0 = rbk * FC_RB, rb = (int)min64(FC_RB, rows - r0);
+            int k0 = kb * FC_KC, kn = (int)min64(FC_KC, cols - k0);
+            double acc[FC_RB][FC_KC];
+            for (int r = 0; r < rb; r++)
+                for (int k = 0; k < kn; k++) acc[r][k] = 0;
+            for (int j = 0; j < inner; j++) {
+                const float *bj = bm + (size_t)j * cols + k0;
+                for (int r = 0; r < rb; r++) {
+                    double av = a[(size_t)(r0 + r) * a_rs + (size_t)j * a_js];
+                    double *ar = acc[r];
+#pragma omp simd
+                    for (int k = 0; k < kn; k++) ar[k] += av * bj[k];
+                }
+            }
+            for (int r = 0; r < rb; r++)
+                for (int k = 0; k < kn; k++) out[(size_t)(r0 + r) * cols + k0 + k] = (float)acc[r][k];
+        }
+}
+
+static void cpu_fc_backward(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *dy,
+                            float *dx, float *dw, float *db) {
+    if (dx) matmul_rows(be->threads, n, cout, cin, dy, (size_t)cout, 1, w, dx);   /* dx = dy w */
+    matmul_rows(be->threads, cout, n, cin, dy, 1, (size_t)cout, x, dw);           /* dw = dy^T x */
+    if (!db) return;
+#pragma omp parallel for schedule(static) num_threads(be->threads)
+    for (int o = 0; o < cout; o++) {
+        double s = 0;
+        for (int i = 0; i < n; i++) s += dy[(size_t)i * cout + o];
+        db[o] = (float)s;
+    }
+}
+
+/* ---------------------------------------------------------------- loss */
+
+/* The reference loss, run on blocks of rows in parallel: the loss is a few thousand numbers per step, so
+ * the reference's double-precision loop is fast enough and needs no second implementation. */
+static void cpu_loss_forward_backward(Backend *be, LossKind kind, int n, int c, const float *logits,
+                                      const float *target, float grad_scale, float *loss, float *dlogits) {
+    const BackendOps *ref = ref_backend_ops();
+    int blocks = be->threads < n ? be->threads : (n > 0 ? n : 1);
+#pragma omp parallel for schedule(static) num_threads(blocks)
+    for (int b = 0; b < blocks; b++) {
+        int64_t r0 = block_start(n, b, blocks), r1 = block_start(n, b + 1, blocks);
+        size_t off = (size_t)r0 * c;
+        ref->loss_forward_backward(be, kind, (int)(r1 - r0), c, logits + off, target + off, grad_scale, loss + r0,
+                                   dlogits ? dlogits + off : NULL);
+    }
+}
+
+/* ---------------------------------------------------------------- optimizer */
+
+/* The same float operations in the same order as the reference, so the result is identical. */
+static void cpu_sgd_step(Backend *be, const SgdStep *s, int64_t n, float *p, const float *g, float *buf) {
+    const float mom = (float)s->momentum, damp1 = (float)(1.0 - s->dampening), wd = (float)s->weight_decay;
+    const float neg_lr = (float)-s->lr, decay = (float)(1.0 - s->decay_factor * s->weight_decay);
+    const bool coupled_wd = !s->decoupled && wd != 0, decoupled_wd = s->decoupled && wd != 0;
+    const bool first = s->first_step, nesterov = s->nesterov, use_mom = mom != 0;
+#pragma omp parallel for simd schedule(static) num_threads(be->threads)
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i], pi = p[i];
+        if (coupled_wd) d = d + wd * pi;
+        if (use_mom) {
+            float bi = first ? d : buf[i] * mom + damp1 * d;
+            buf[i] = bi;
+            d = nesterov ? d + mom * bi : bi;
+        }
+        if (decoupled_wd) pi = pi * decay;
+        p[i] = pi + neg_lr * d;
+    }
+}
+
+/* ---------------------------------------------------------------- table */
+
+static const BackendOps CPU_OPS = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .copy = cpu_copy,
+    .zero = cpu_zero,
+    .sync = cpu_sync,
+    .conv_plan = cpu_conv_plan_op,
+    .conv_plan_free = cpu_conv_plan_free_op,
+    .conv_forward = cpu_conv_forward_op,
+    .conv_backward_data = cpu_conv_backward_data_op,
+    .conv_backward_weights = cpu_conv_backward_weights_op,
+    .bn_forward_train = cpu_bn_forward_train,
+    .bn_forward_eval = cpu_bn_forward_eval,
+    .bn_backward = cpu_bn_backward,
+    .relu_forward = cpu_relu_forward,
+    .relu_backward = cpu_relu_backward,
+    .add = cpu_add,
+    .axpy = cpu_axpy,
+    .maxpool_forward = cpu_maxpool_forward,
+    .maxpool_backward = cpu_maxpool_backward,
+    .avgpool_forward = cpu_avgpool_forward,
+    .avgpool_backward = cpu_avgpool_backward,
+    .fc_forward = cpu_fc_forward,
+    .fc_backward = cpu_fc_backward,
+    .loss_forward_backward = cpu_loss_forward_backward,
+    .sgd_step = cpu_sgd_step,
+};
+
+/* Creates the cpu backend: the operation table, batch-norm scratch for threads blocks, the oneDNN context. */
+int cpu_backend_create(int threads, Backend **out, Error *err) {
+    *out = NULL;
+    if (threads <= 0) threads = omp_get_num_procs();
+    Backend *be = calloc(1, sizeof *be);
+    CpuImpl *im = calloc(1, sizeof *im);
+    double *work = calloc((size_t)threads * 2 * BN_CHUNK, sizeof *work);
+    if (!be || !im || !work) {
+        free(be);
+        free(im);
+        free(work);
+        return error_set(err, "out of memory creating the cpu backend");
+    }
+    be->ops = &CPU_OPS;
+    be->threads = threads;
+    be->impl = im;
+    im->bn_work = work;
+    if (cpu_conv_create(threads, &im->conv, err) != 0) {
+        cpu_backend_destroy(be);
+        return -1;
+    }
+    *out = be;
+    return 0;
+}
+
+/* Frees the backend; the caller has freed its convolution plans. */
+void cpu_backend_destroy(Backend *be) {
+    if (!be) return;
+    CpuImpl *im = be->impl;
+    if (im) {
+        cpu_conv_destroy(im->conv);
+        free(im->bn_work);
+        free(im);
+    }
+    free(be);
+}

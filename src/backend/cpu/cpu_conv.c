@@ -1,0 +1,366 @@
+/* cpu_conv.c — convolutions of the CPU backend through oneDNN (Debian's libdnnl 2.6, the v2 C API).
+ *
+ * The only file of ctrain that includes oneDNN. Activations stay in the caller's NHWC buffers; the weights
+ * are the caller's PyTorch OIHW, reordered into the layout each primitive asks for (dnnl_format_tag_any) when
+ * the two differ, and diff weights are reordered back to OIHW. Everything is made once per shape in
+ * cpu_conv_plan: primitives, reorders and memory objects without buffers. A call only points the memory
+ * objects at its arguments (dnnl_memory_set_data_handle) and at the workspace the CpuConv shares between
+ * its plans (oneDNN's scratchpads in user mode, and the weights in the primitives' layouts).
+ * oneDNN runs on OpenMP here; each entry point sets the OpenMP thread count to the backend's for its
+ * duration and restores the caller's afterwards. */
+#include <omp.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+
+#include "backend/cpu/cpu_conv.h"
+
+#define WORK_ALIGN 64
+
+struct CpuConv {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    int threads;
+    void *work;                 /* [scratch_bytes of scratchpad | weights_bytes of weights], shared by plans */
+    size_t scratch_bytes, weights_bytes;
+};
+
+/* A primitive and the memory object for its scratchpad (NULL when it needs none). */
+typedef struct Prim {
+    dnnl_primitive_t prim;
+    dnnl_memory_t scratch;
+    size_t scratch_bytes;
+} Prim;
+
+/* One direction of a convolution: the primitive, its two activation memories, its weights memory in the
+ * primitive's layout and, when that is not OIHW, the reorder from/to the caller's OIHW weights. */
+typedef struct ConvPass {
+    Prim conv;
+    Prim reorder;               /* .prim is NULL when the primitive takes OIHW itself */
+    dnnl_memory_t act_a, act_b; /* fwd: src, dst; bwd data: diff_dst, diff_src; bwd weights: src, diff_dst */
+    dnnl_memory_t wei;          /* weights (or diff weights) in the primitive's layout */
+    dnnl_memory_t user_wei;     /* OIHW weights of the caller; only with a reorder */
+    size_t wei_bytes;           /* bytes of wei in the workspace; 0 without a reorder */
+} ConvPass;
+
+typedef struct CpuConvPlan {
+    CpuConv *cc;
+    ConvDesc d;
+    ConvPass fwd, bwd_data, bwd_weights;
+} CpuConvPlan;
+
+/* The memory descriptors and primitive descriptors a plan is made from. */
+typedef struct PlanDescs {
+    dnnl_memory_desc_t src, dst, wei_any, wei_user;
+    dnnl_primitive_attr_t attr;
+    dnnl_primitive_desc_t fwd, bwd_data, bwd_weights;
+} PlanDescs;
+
+/* ---------------------------------------------------------------- errors and threads */
+
+/* Turns a failed oneDNN status into an Error naming the call and the convolution's shape. */
+static int conv_check(dnnl_status_t st, const char *call, const ConvDesc *d, Error *err) {
+    if (st == dnnl_success) return 0;
+    return error_set(err,
+                     "oneDNN %s failed (%s) for convolution x[%d,%d,%d,%d] * w[%d,%d,%d,%d] stride %d pad %d -> "
+                     "y[%d,%d,%d,%d]",
+                     call, dnnl_status2str(st), d->n, d->h, d->w, d->cin, d->cout, d->cin, d->k, d->k, d->stride,
+                     d->pad, d->n, d->oh, d->ow, d->cout);
+}
+
+/* TRY(fn, (args)): calls fn, and on failure fills err and returns -1 from the enclosing function. */
+#define TRY(fn, args)                                         \
+    do {                                                      \
+        if (conv_check(fn args, #fn, d, err) != 0) return -1; \
+    } while (0)
+
+/* Sets the OpenMP thread count oneDNN will use; returns the caller's, for threads_leave. */
+static int threads_enter(const CpuConv *cc) {
+    int saved = omp_get_max_threads();
+    if (saved != cc->threads) omp_set_num_threads(cc->threads);
+    return saved;
+}
+static void threads_leave(const CpuConv *cc, int saved) {
+    if (saved != cc->threads) omp_set_num_threads(saved);
+}
+
+/* ---------------------------------------------------------------- context */
+
+/* Creates the engine and the stream (see cpu_conv.h). */
+int cpu_conv_create(int threads, CpuConv **out, Error *err) {
+    *out = NULL;
+    CpuConv *cc = calloc(1, sizeof *cc);
+    if (!cc) return error_set(err, "out of memory creating the oneDNN context");
+    cc->threads = threads > 0 ? threads : 1;
+    dnnl_status_t st = dnnl_engine_create(&cc->engine, dnnl_cpu, 0);
+    if (st == dnnl_success) st = dnnl_stream_create(&cc->stream, cc->engine, dnnl_stream_default_flags);
+    if (st != dnnl_success) {
+        cpu_conv_destroy(cc);
+        return error_set(err, "oneDNN could not create a CPU engine and stream (%s)", dnnl_status2str(st));
+    }
+    *out = cc;
+    return 0;
+}
+
+/* Frees the context and its workspace. */
+void cpu_conv_destroy(CpuConv *cc) {
+    if (!cc) return;
+    if (cc->stream) dnnl_stream_destroy(cc->stream);
+    if (cc->engine) dnnl_engine_destroy(cc->engine);
+    free(cc->work);
+    free(cc);
+}
+
+static size_t align_up(size_t n) { return (n + WORK_ALIGN - 1) / WORK_ALIGN * WORK_ALIGN; }
+
+/* Grows the shared workspace to hold scratch bytes of scratchpad plus weights bytes of weights. */
+static int work_reserve(CpuConv *cc, size_t scratch, size_t weights, const ConvDesc *d, Error *err) {
+    scratch = align_up(scratch);
+    weights = align_up(weights);
+    if (scratch <= cc->scratch_bytes && weights <= cc->weights_bytes) return 0;
+    if (scratch < cc->scratch_bytes) scratch = cc->scratch_bytes;
+    if (weights < cc->weights_bytes) weights = cc->weights_bytes;
+    void *w = aligned_alloc(WORK_ALIGN, scratch + weights);
+    if (!w)
+        return error_set(err, "out of memory: %zu MiB of oneDNN workspace for convolution x[%d,%d,%d,%d] k %d",
+                         (scratch + weights) >> 20, d->n, d->h, d->w, d->cin, d->k);
+    free(cc->work);
+    cc->work = w;
+    cc->scratch_bytes = scratch;
+    cc->weights_bytes = weights;
+    return 0;
+}
+
+static void *work_scratch(const CpuConv *cc) { return cc->work; }
+static void *work_weights(const CpuConv *cc) { return (char *)cc->work + cc->scratch_bytes; }
+
+/* ---------------------------------------------------------------- plan construction */
+
+/* Fills the memory descriptors: NHWC activations, OIHW user weights, and "any" weights for the primitives. */
+static int descs_init_memory(PlanDescs *pd, const ConvDesc *d, Error *err) {
+    dnnl_dims_t src = {d->n, d->cin, d->h, d->w}, dst = {d->n, d->cout, d->oh, d->ow};
+    dnnl_dims_t wei = {d->cout, d->cin, d->k, d->k};
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->src, 4, src, dnnl_f32, dnnl_nhwc));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->dst, 4, dst, dnnl_f32, dnnl_nhwc));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->wei_any, 4, wei, dnnl_f32, dnnl_format_tag_any));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->wei_user, 4, wei, dnnl_f32, dnnl_oihw));
+    TRY(dnnl_primitive_attr_create, (&pd->attr));
+    TRY(dnnl_primitive_attr_set_scratchpad_mode, (pd->attr, dnnl_scratchpad_mode_user));
+    return 0;
+}
+
+/* Creates the three convolution primitive descriptors (the forward one is the hint of the backward ones). */
+static int descs_init_conv(PlanDescs *pd, CpuConv *cc, const ConvDesc *d, Error *err) {
+    dnnl_dims_t strides = {d->stride, d->stride}, pad = {d->pad, d->pad};
+    dnnl_convolution_desc_t fwd, bwd_data, bwd_weights;
+    TRY(dnnl_convolution_forward_desc_init, (&fwd, dnnl_forward_training, dnnl_convolution_direct, &pd->src,
+                                             &pd->wei_any, NULL, &pd->dst, strides, pad, pad));
+    TRY(dnnl_primitive_desc_create, (&pd->fwd, &fwd, pd->attr, cc->engine, NULL));
+    TRY(dnnl_convolution_backward_data_desc_init, (&bwd_data, dnnl_convolution_direct, &pd->src, &pd->wei_any,
+                                                   &pd->dst, strides, pad, pad));
+    TRY(dnnl_primitive_desc_create, (&pd->bwd_data, &bwd_data, pd->attr, cc->engine, pd->fwd));
+    TRY(dnnl_convolution_backward_weights_desc_init, (&bwd_weights, dnnl_convolution_direct, &pd->src,
+                                                      &pd->wei_any, NULL, &pd->dst, strides, pad, pad));
+    TRY(dnnl_primitive_desc_create, (&pd->bwd_weights, &bwd_weights, pd->attr, cc->engine, pd->fwd));
+    return 0;
+}
+
+static void descs_free(PlanDescs *pd) {
+    if (pd->fwd) dnnl_primitive_desc_destroy(pd->fwd);
+    if (pd->bwd_data) dnnl_primitive_desc_destroy(pd->bwd_data);
+    if (pd->bwd_weights) dnnl_primitive_desc_destroy(pd->bwd_weights);
+    if (pd->attr) dnnl_primitive_attr_destroy(pd->attr);
+}
+
+/* Makes a memory object without a buffer (the handle is set per call). */
+static int memory_make(dnnl_memory_t *m, const dnnl_memory_desc_t *md, CpuConv *cc, const ConvDesc *d,
+                       Error *err) {
+    TRY(dnnl_memory_create, (m, md, cc->engine, DNNL_MEMORY_NONE));
+    return 0;
+}
+
+/* Makes the primitive of pd and the memory object for its scratchpad. */
+static int prim_make(Prim *p, const_dnnl_primitive_desc_t pd, CpuConv *cc, const ConvDesc *d, Error *err) {
+    TRY(dnnl_primitive_create, (&p->prim, pd));
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    p->scratch_bytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    if (p->scratch_bytes > 0 && memory_make(&p->scratch, smd, cc, d, err) != 0) return -1;
+    return 0;
+}
+
+/* Makes a pass of the primitive described by pd: weights_query names its weights (weights or diff weights),
+ * to_user says whether they flow out to the caller (diff weights) rather than in. */
+static int pass_make(ConvPass *ps, const_dnnl_primitive_desc_t pd, dnnl_query_t weights_query, bool to_user,
+                     dnnl_query_t act_a_query, dnnl_query_t act_b_query, PlanDescs *descs, CpuConv *cc,
+                     const ConvDesc *d, Error *err) {
+    if (prim_make(&ps->conv, pd, cc, d, err) != 0) return -1;
+    if (memory_make(&ps->act_a, dnnl_primitive_desc_query_md(pd, act_a_query, 0), cc, d, err) != 0) return -1;
+    if (memory_make(&ps->act_b, dnnl_primitive_desc_query_md(pd, act_b_query, 0), cc, d, err) != 0) return -1;
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, weights_query, 0);
+    if (!wmd) return conv_check(dnnl_runtime_error, "dnnl_primitive_desc_query_md(weights)", d, err);
+    if (memory_make(&ps->wei, wmd, cc, d, err) != 0) return -1;
+    if (dnnl_memory_desc_equal(wmd, &descs->wei_user)) return 0;
+
+    ps->wei_bytes = dnnl_memory_desc_get_size(wmd);
+    if (memory_make(&ps->user_wei, &descs->wei_user, cc, d, err) != 0) return -1;
+    dnnl_primitive_desc_t rpd = NULL;
+    const dnnl_memory_desc_t *from = to_user ? wmd : &descs->wei_user, *to = to_user ? &descs->wei_user : wmd;
+    TRY(dnnl_reorder_primitive_desc_create, (&rpd, from, cc->engine, to, cc->engine, descs->attr));
+    int rc = prim_make(&ps->reorder, rpd, cc, d, err);
+    dnnl_primitive_desc_destroy(rpd);
+    return rc;
+}
+
+static void prim_free(Prim *p) {
+    if (p->prim) dnnl_primitive_destroy(p->prim);
+    if (p->scratch) dnnl_memory_destroy(p->scratch);
+}
+
+static void pass_free(ConvPass *ps) {
+    prim_free(&ps->conv);
+    prim_free(&ps->reorder);
+    if (ps->act_a) dnnl_memory_destroy(ps->act_a);
+    if (ps->act_b) dnnl_memory_destroy(ps->act_b);
+    if (ps->wei) dnnl_memory_destroy(ps->wei);
+    if (ps->user_wei) dnnl_memory_destroy(ps->user_wei);
+}
+
+static size_t size_max(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Scratchpad bytes the passes of p need at most (one primitive runs at a time). */
+static size_t plan_scratch_bytes(const CpuConvPlan *p) {
+    const ConvPass *ps[3] = {&p->fwd, &p->bwd_data, &p->bwd_weights};
+    size_t s = 0;
+    for (int i = 0; i < 3; i++) s = size_max(s, size_max(ps[i]->conv.scratch_bytes, ps[i]->reorder.scratch_bytes));
+    return s;
+}
+
+/* Makes all primitives and memory objects of the plan p for p->d and grows the shared workspace. */
+static int plan_build(CpuConvPlan *p, Error *err) {
+    const ConvDesc *d = &p->d;
+    PlanDescs descs = {0};
+    int rc = descs_init_memory(&descs, d, err);
+    if (rc == 0) rc = descs_init_conv(&descs, p->cc, d, err);
+    if (rc == 0)
+        rc = pass_make(&p->fwd, descs.fwd, dnnl_query_weights_md, false, dnnl_query_src_md, dnnl_query_dst_md,
+                       &descs, p->cc, d, err);
+    if (rc == 0)
+        rc = pass_make(&p->bwd_data, descs.bwd_data, dnnl_query_weights_md, false, dnnl_query_diff_dst_md,
+                       dnnl_query_diff_src_md, &descs, p->cc, d, err);
+    if (rc == 0)
+        rc = pass_make(&p->bwd_weights, descs.bwd_weights, dnnl_query_diff_weights_md, true, dnnl_query_src_md,
+                       dnnl_query_diff_dst_md, &descs, p->cc, d, err);
+    descs_free(&descs);
+    if (rc != 0) return rc;
+    size_t wbytes = size_max(p->fwd.wei_bytes, size_max(p->bwd_data.wei_bytes, p->bwd_weights.wei_bytes));
+    return work_reserve(p->cc, plan_scratch_bytes(p), wbytes, d, err);
+}
+
+/* Builds a plan on the backend's threads; on failure nothing is left allocated. */
+int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, void **plan, Error *err) {
+    *plan = NULL;
+    CpuConvPlan *p = calloc(1, sizeof *p);
+    if (!p) return error_set(err, "out of memory planning a convolution");
+    p->cc = cc;
+    p->d = *d;
+    int saved = threads_enter(cc);
+    int rc = plan_build(p, err);
+    threads_leave(cc, saved);
+    if (rc != 0) {
+        cpu_conv_plan_free(p);
+        return rc;
+    }
+    *plan = p;
+    return 0;
+}
+
+/* Frees the primitives and memory objects of a plan (the shared workspace stays). */
+void cpu_conv_plan_free(void *plan) {
+    CpuConvPlan *p = plan;
+    if (!p) return;
+    pass_free(&p->fwd);
+    pass_free(&p->bwd_data);
+    pass_free(&p->bwd_weights);
+    free(p);
+}
+
+/* ---------------------------------------------------------------- execution */
+
+/* Runs prim with args plus its scratchpad (in the shared workspace). */
+static int prim_run(const Prim *pr, CpuConv *cc, int nargs, dnnl_exec_arg_t *args, const ConvDesc *d,
+                    Error *err) {
+    if (pr->scratch) {
+        TRY(dnnl_memory_set_data_handle, (pr->scratch, work_scratch(cc)));
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, pr->scratch};
+    }
+    TRY(dnnl_primitive_execute, (pr->prim, cc->stream, nargs, args));
+    return 0;
+}
+
+/* Points the pass's weights memory at user (OIHW) or, with a reorder, at the workspace. */
+static int pass_bind_weights(ConvPass *ps, CpuConv *cc, const float *user, const ConvDesc *d, Error *err) {
+    if (!ps->reorder.prim) {
+        TRY(dnnl_memory_set_data_handle, (ps->wei, (void *)user));
+        return 0;
+    }
+    TRY(dnnl_memory_set_data_handle, (ps->user_wei, (void *)user));
+    TRY(dnnl_memory_set_data_handle, (ps->wei, work_weights(cc)));
+    return 0;
+}
+
+/* Runs the weights reorder of ps (user -> primitive layout, or back for diff weights), if it has one. */
+static int pass_reorder(ConvPass *ps, CpuConv *cc, bool to_user, const ConvDesc *d, Error *err) {
+    if (!ps->reorder.prim) return 0;
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, to_user ? ps->wei : ps->user_wei},
+                               {DNNL_ARG_TO, to_user ? ps->user_wei : ps->wei}};
+    return prim_run(&ps->reorder, cc, 2, args, d, err);
+}
+
+/* Runs one pass: a, b are the activations (in the order of ConvPass.act_a/act_b), w the caller's OIHW
+ * weights or diff weights; arg_* are the oneDNN argument kinds. */
+static int pass_run(CpuConvPlan *p, ConvPass *ps, int arg_a, const float *a, int arg_b, const float *b,
+                    int arg_w, const float *w, bool w_out, Error *err) {
+    const ConvDesc *d = &p->d;
+    CpuConv *cc = p->cc;
+    if (pass_bind_weights(ps, cc, w, d, err) != 0) return -1;
+    if (!w_out && pass_reorder(ps, cc, false, d, err) != 0) return -1;
+    TRY(dnnl_memory_set_data_handle, (ps->act_a, (void *)a));
+    TRY(dnnl_memory_set_data_handle, (ps->act_b, (void *)b));
+    dnnl_exec_arg_t args[4] = {{arg_a, ps->act_a}, {arg_b, ps->act_b}, {arg_w, ps->wei}};
+    if (prim_run(&ps->conv, cc, 3, args, d, err) != 0) return -1;
+    if (w_out && pass_reorder(ps, cc, true, d, err) != 0) return -1;
+    TRY(dnnl_stream_wait, (cc->stream));
+    return 0;
+}
+
+/* y [n, oh, ow, cout] = conv(x [n, h, w, cin], w [cout, cin, k, k]) */
+int cpu_conv_forward(void *plan, const float *x, const float *w, float *y, Error *err) {
+    CpuConvPlan *p = plan;
+    int saved = threads_enter(p->cc);
+    int rc = pass_run(p, &p->fwd, DNNL_ARG_SRC, x, DNNL_ARG_DST, y, DNNL_ARG_WEIGHTS, w, false, err);
+    threads_leave(p->cc, saved);
+    return rc;
+}
+
+/* dx [n, h, w, cin] from dy [n, oh, ow, cout] and w [cout, cin, k, k] */
+int cpu_conv_backward_data(void *plan, const float *dy, const float *w, float *dx, Error *err) {
+    CpuConvPlan *p = plan;
+    int saved = threads_enter(p->cc);
+    int rc = pass_run(p, &p->bwd_data, DNNL_ARG_DIFF_DST, dy, DNNL_ARG_DIFF_SRC, dx, DNNL_ARG_WEIGHTS, w, false,
+                      err);
+    threads_leave(p->cc, saved);
+    return rc;
+}
+
+/* dw [cout, cin, k, k] from x [n, h, w, cin] and dy [n, oh, ow, cout] */
+int cpu_conv_backward_weights(void *plan, const float *x, const float *dy, float *dw, Error *err) {
+    CpuConvPlan *p = plan;
+    int saved = threads_enter(p->cc);
+    int rc = pass_run(p, &p->bwd_weights, DNNL_ARG_SRC, x, DNNL_ARG_DIFF_DST, dy, DNNL_ARG_DIFF_WEIGHTS, dw,
+                      true, err);
+    threads_leave(p->cc, saved);
+    return rc;
+}

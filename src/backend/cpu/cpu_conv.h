@@ -1,0 +1,31 @@
+/* cpu_conv.h — the CPU backend's convolutions through oneDNN (private to src/backend/cpu/).
+ *
+ * cpu_conv.c is the only file that includes oneDNN. A CpuConv holds the engine, the stream and one workspace
+ * (oneDNN scratchpads and the weights in the primitives' own layouts) that every plan of this backend
+ * shares: plans grow it when they are made, calls never allocate. Calls on one CpuConv therefore run one at
+ * a time, like work queued on one GPU stream. Free every plan before the CpuConv. */
+#ifndef CTRAIN_BACKEND_CPU_CONV_H
+#define CTRAIN_BACKEND_CPU_CONV_H
+
+#include "backend/backend.h"
+
+typedef struct CpuConv CpuConv;
+
+/* Creates the oneDNN engine and stream; oneDNN runs its kernels on threads OpenMP threads. */
+int cpu_conv_create(int threads, CpuConv **out, Error *err);
+/* Frees it (NULL is fine); every plan made from it must be freed first. */
+void cpu_conv_destroy(CpuConv *cc);
+
+/* Makes the forward, backward-data and backward-weights primitives for d, with their weight reorders. */
+int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, void **plan, Error *err);
+/* Frees a plan (NULL is fine). */
+void cpu_conv_plan_free(void *plan);
+
+/* y [n, oh, ow, cout] = conv(x [n, h, w, cin], w [cout, cin, k, k]) */
+int cpu_conv_forward(void *plan, const float *x, const float *w, float *y, Error *err);
+/* dx [n, h, w, cin] from dy [n, oh, ow, cout] and w [cout, cin, k, k] */
+int cpu_conv_backward_data(void *plan, const float *dy, const float *w, float *dx, Error *err);
+/* dw [cout, cin, k, k] from x [n, h, w, cin] and dy [n, oh, ow, cout] */
+int cpu_conv_backward_weights(void *plan, const float *x, const float *dy, float *dw, Error *err);
+
+#endif

@@ -1,0 +1,115 @@
+/* cmd_bench.c — `ctrain bench`: the real training step (forward, loss, backward, SGD) on synthetic data,
+ * timed; FLOPs counted from the layer shapes (conv and fc multiply-adds x 2, forward x 3 for training). */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/rng.h"
+#include "model/init.h"
+#include "model/resnet.h"
+#include "train/optim.h"
+#include "train/report.h"
+
+static const char *const BENCH_FLAGS[] = {"model", "batch", "res", "steps", "warmup", "classes", "channels", "width",
+                                          "device", "threads", "json", NULL};
+
+static void bench_help(void) {
+    printf("usage: ctrain bench [--model resnet50] [--batch 32] [--res 224] [--steps 5] [--warmup 1]\n"
+           "                    [--classes 1000] [--channels 3] [--width W] [--device cpu] [--threads N] [--json]\n\n"
+           "Times the training step (forward, soft cross-entropy, backward, SGD with momentum) on random data and\n"
+           "prints images/s and GFLOP/s (training FLOPs = 3 x the forward FLOPs of the conv and fc layers).\n");
+}
+
+int cmd_bench(int argc, char **argv) {
+    CliArgs a;
+    Error err = {{0}};
+    Backend *be = NULL;
+    Model m;
+    memset(&m, 0, sizeof m);
+    Plan *p = NULL;
+    float *x = NULL, *tgt_h = NULL, *tgt = NULL, *loss = NULL;
+    Optimizer opt;
+    memset(&opt, 0, sizeof opt);
+    int rc = 1;
+    if (cli_parse(argc, argv, BENCH_FLAGS, &a, &err)) goto fail;
+    if (a.help) {
+        bench_help();
+        rc = 0;
+        goto done;
+    }
+    if (a.n_overrides || a.n_positional) {
+        error_set(&err, "%s: unknown argument (see ctrain bench --help)",
+                  a.n_overrides ? a.overrides[0] : a.positional[0]);
+        goto fail;
+    }
+    int batch = a.batch ? a.batch : 32, res = a.res ? a.res : 224, steps = a.steps ? a.steps : 5;
+    int warmup = a.warmup ? a.warmup : 1, classes = a.classes ? a.classes : 1000, ch = a.channels ? a.channels : 3;
+    char model_name[64];
+    snprintf(model_name, sizeof model_name, "%s", a.model ? a.model : "resnet50");
+    ResnetOptions o = {.model_name = model_name, .num_classes = classes, .groups = 1, .width_per_group = 64,
+                       .width = a.width};
+    if (backend_create(a.device ? a.device : "cpu", a.threads, &be, &err)) goto fail;
+    if (resnet_build(&o, ch, &m, &err) || model_alloc(&m, be, &err) || init_weights(&m, &o, 0, &err)) goto fail;
+    if (plan_create(&m, batch, res, res, true, &p, &err)) goto fail;
+    size_t px = (size_t)batch * res * res * ch;
+    x = malloc(px * sizeof *x);
+    tgt_h = calloc((size_t)batch * classes, sizeof *tgt_h);
+    tgt = be->ops->alloc(be, (size_t)batch * classes * sizeof *tgt);
+    loss = be->ops->alloc(be, (size_t)batch * sizeof *loss);
+    if (!x || !tgt_h || !tgt || !loss) {
+        error_set(&err, "out of memory");
+        goto fail;
+    }
+    Rng r;
+    rng_init(&r, 0, RNG_SYNTHETIC, 0, 0);
+    for (size_t i = 0; i < px; i++) x[i] = (float)rng_normal(&r);
+    for (int i = 0; i < batch; i++) tgt_h[(size_t)i * classes + rng_below(&r, (uint32_t)classes)] = 1.0f;
+    be->ops->upload(be, p->act[0], x, px * sizeof *x);
+    be->ops->upload(be, tgt, tgt_h, (size_t)batch * classes * sizeof *tgt);
+    SgdOptions so = {.lr = 0.01, .momentum = 0.9, .weight_decay = 5e-5};
+    RegistryEntry sgd_entry = {.name = "sgd"};
+    Choice choice = {.entry = &sgd_entry, .options = &so};
+    if (optim_create(&opt, &choice, m.n_weights, be, &err)) goto fail;
+    int out = model_output(&m);
+    double t0 = 0;
+    for (int s = 0; s < warmup + steps; s++) {
+        if (s == warmup) {
+            if (be->ops->sync(be, &err)) goto fail;
+            t0 = report_now();
+        }
+        if (model_forward(&m, p, true, &err)) goto fail;
+        be->ops->loss_forward_backward(be, LOSS_SOFT_CROSS_ENTROPY, batch, classes, p->act[out], tgt, 1.0f / batch,
+                                       loss, p->grad[out]);
+        if (model_backward(&m, p, false, &err)) goto fail;
+        optim_step(&opt, be, m.weights, m.grads, 0.01);
+    }
+    if (be->ops->sync(be, &err)) goto fail;
+    double dt = (report_now() - t0) / steps, ips = batch / dt, gflops = 3.0 * p->flops_forward / dt / 1e9;
+    if (a.json)
+        printf("{\"model\": \"%s\", \"batch\": %d, \"res\": %d, \"threads\": %d, \"device\": \"%s\", "
+               "\"step_ms\": %.2f, \"images_per_s\": %.3f, \"gflops\": %.2f, \"train_gflop_per_step\": %.3f}\n",
+               model_name, batch, res, be->threads, be->ops->name, dt * 1e3, ips, gflops, 3.0 * p->flops_forward / 1e9);
+    else
+        printf("%s batch %d res %d threads %d device %s: %.1f ms/step, %.2f images/s, %.1f GFLOP/s "
+               "(%.1f GFLOP per step)\n", model_name, batch, res, be->threads, be->ops->name, dt * 1e3, ips, gflops,
+               3.0 * p->flops_forward / 1e9);
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "ctrain bench: %s\n", err.msg);
+done:
+    if (be) {
+        if (tgt) be->ops->free(be, tgt);
+        if (loss) be->ops->free(be, loss);
+        optim_destroy(&opt, be);
+        plan_destroy(&m, p);
+        model_free(&m);
+    }
+    free(x);
+    free(tgt_h);
+    backend_destroy(be);
+    cli_args_free(&a);
+    return rc;
+}

@@ -1,0 +1,546 @@
+/* model.c — building a layer list, planning its memory for one (batch, resolution), forward and backward.
+ *
+ * Forward walks the layers in order. Backward walks them in reverse; each layer writes the gradient of its
+ * input(s). A tensor read by two layers (a block's input feeds both the main branch and the shortcut)
+ * receives two gradients: the first is written in place, the second goes to a scratch buffer and is added
+ * (the `written` flags). Parameter gradients are written directly, or added from a scratch buffer when
+ * accumulating over micro-batches. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+/* ------------------------------------------------------------------ building */
+
+static int grow(void **arr, int *cap, int need, size_t elem, Error *err) {
+    if (need <= *cap) return 0;
+    int nc = *cap ? *cap * 2 : 64;
+    while (nc < need) nc *= 2;
+    void *p = realloc(*arr, (size_t)nc * elem);
+    if (!p) return error_set(err, "out of memory building the model");
+    *arr = p;
+    *cap = nc;
+    return 0;
+}
+
+static int add_tensor(Model *m, int channels, Error *err) {
+    if (grow((void **)&m->channels, &m->cap_tensors, m->n_tensors + 1, sizeof *m->channels, err)) return -1;
+    m->channels[m->n_tensors] = channels;
+    return m->n_tensors++;
+}
+
+static Layer *add_layer(Model *m, LayerKind kind, const char *name, int in, Error *err) {
+    if (grow((void **)&m->layers, &m->cap_layers, m->n_layers + 1, sizeof *m->layers, err)) return NULL;
+    Layer *l = &m->layers[m->n_layers++];
+    memset(l, 0, sizeof *l);
+    l->kind = kind;
+    snprintf(l->name, sizeof l->name, "%s", name ? name : "");
+    l->in = in;
+    l->in2 = l->weight = l->bias = l->running_mean = l->running_var = l->num_batches_tracked = -1;
+    return l;
+}
+
+static int add_param(Model *m, const char *layer, const char *suffix, ParamKind kind, int ndim,
+                     const int64_t *shape, Error *err) {
+    if (grow((void **)&m->params, &m->cap_params, m->n_params + 1, sizeof *m->params, err)) return -1;
+    Param *p = &m->params[m->n_params];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s.%s", layer, suffix);
+    p->kind = kind;
+    p->ndim = ndim;
+    p->numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        p->shape[i] = shape[i];
+        p->numel *= shape[i];
+    }
+    p->layer = m->n_layers - 1;
+    if (kind == PARAM_TRAINABLE) {
+        p->offset = m->n_weights;
+        m->n_weights += p->numel;
+    } else if (kind == PARAM_BUFFER) {
+        p->offset = m->n_buffers;
+        m->n_buffers += p->numel;
+    } else {
+        p->offset = m->n_counters++;
+    }
+    return m->n_params++;
+}
+
+int model_init(Model *m, int in_channels, Error *err) {
+    memset(m, 0, sizeof *m);
+    m->in_channels = in_channels;
+    return add_tensor(m, in_channels, err) < 0 ? -1 : 0;
+}
+
+static int check_in(const Model *m, int in, Error *err) {
+    if (in < 0 || in >= m->n_tensors) return error_set(err, "model: layer input %d does not exist", in);
+    return 0;
+}
+
+int model_conv(Model *m, const char *name, int in, int cout, int k, int stride, int pad, Error *err) {
+    if (check_in(m, in, err)) return -1;
+    Layer *l = add_layer(m, LAYER_CONV, name, in, err);
+    if (!l) return -1;
+    l->cout = cout;
+    l->k = k;
+    l->stride = stride;
+    l->pad = pad;
+    int64_t shape[4] = {cout, m->channels[in], k, k};
+    int w = add_param(m, name, "weight", PARAM_TRAINABLE, 4, shape, err);
+    if (w < 0) return -1;
+    m->layers[m->n_layers - 1].weight = w;
+    int out = add_tensor(m, cout, err);
+    if (out >= 0) m->layers[m->n_layers - 1].out = out;
+    return out;
+}
+
+int model_bn(Model *m, const char *name, int in, Error *err) {
+    if (check_in(m, in, err)) return -1;
+    if (!add_layer(m, LAYER_BN, name, in, err)) return -1;
+    int64_t c = m->channels[in];
+    int w = add_param(m, name, "weight", PARAM_TRAINABLE, 1, &c, err);
+    int b = add_param(m, name, "bias", PARAM_TRAINABLE, 1, &c, err);
+    int rm = add_param(m, name, "running_mean", PARAM_BUFFER, 1, &c, err);
+    int rv = add_param(m, name, "running_var", PARAM_BUFFER, 1, &c, err);
+    int nb = add_param(m, name, "num_batches_tracked", PARAM_COUNTER, 0, NULL, err);
+    if (w < 0 || b < 0 || rm < 0 || rv < 0 || nb < 0) return -1;
+    Layer *l = &m->layers[m->n_layers - 1];
+    l->weight = w;
+    l->bias = b;
+    l->running_mean = rm;
+    l->running_var = rv;
+    l->num_batches_tracked = nb;
+    l->cout = (int)c;
+    int out = add_tensor(m, (int)c, err);
+    if (out >= 0) m->layers[m->n_layers - 1].out = out;
+    return out;
+}
+
+static int simple_layer(Model *m, LayerKind kind, int in, int in2, int channels, Error *err) {
+    if (check_in(m, in, err)) return -1;
+    Layer *l = add_layer(m, kind, NULL, in, err);
+    if (!l) return -1;
+    l->in2 = in2;
+    l->cout = channels;
+    int out = add_tensor(m, channels, err);
+    if (out >= 0) m->layers[m->n_layers - 1].out = out;
+    return out;
+}
+
+int model_relu(Model *m, int in, Error *err) {
+    return simple_layer(m, LAYER_RELU, in, -1, in >= 0 && in < m->n_tensors ? m->channels[in] : 0, err);
+}
+
+int model_maxpool(Model *m, int in, int k, int stride, int pad, Error *err) {
+    int out = simple_layer(m, LAYER_MAXPOOL, in, -1, in >= 0 && in < m->n_tensors ? m->channels[in] : 0, err);
+    if (out < 0) return -1;
+    Layer *l = &m->layers[m->n_layers - 1];
+    l->k = k;
+    l->stride = stride;
+    l->pad = pad;
+    return out;
+}
+
+int model_avgpool(Model *m, int in, Error *err) {
+    return simple_layer(m, LAYER_AVGPOOL, in, -1, in >= 0 && in < m->n_tensors ? m->channels[in] : 0, err);
+}
+
+int model_add(Model *m, int a, int b, Error *err) {
+    if (check_in(m, a, err) || check_in(m, b, err)) return -1;
+    if (m->channels[a] != m->channels[b])
+        return error_set(err, "model: residual add of %d and %d channels", m->channels[a], m->channels[b]);
+    return simple_layer(m, LAYER_ADD, a, b, m->channels[a], err);
+}
+
+int model_fc(Model *m, const char *name, int in, int cout, Error *err) {
+    if (check_in(m, in, err)) return -1;
+    if (!add_layer(m, LAYER_FC, name, in, err)) return -1;
+    int64_t ws[2] = {cout, m->channels[in]}, bs = cout;
+    int w = add_param(m, name, "weight", PARAM_TRAINABLE, 2, ws, err);
+    int b = add_param(m, name, "bias", PARAM_TRAINABLE, 1, &bs, err);
+    if (w < 0 || b < 0) return -1;
+    Layer *l = &m->layers[m->n_layers - 1];
+    l->weight = w;
+    l->bias = b;
+    l->cout = cout;
+    m->num_classes = cout;
+    int out = add_tensor(m, cout, err);
+    if (out >= 0) m->layers[m->n_layers - 1].out = out;
+    return out;
+}
+
+int model_alloc(Model *m, Backend *be, Error *err) {
+    m->be = be;
+    m->weights = be->ops->alloc(be, (size_t)m->n_weights * sizeof(float));
+    m->grads = be->ops->alloc(be, (size_t)m->n_weights * sizeof(float));
+    m->buffers = be->ops->alloc(be, (size_t)(m->n_buffers ? m->n_buffers : 1) * sizeof(float));
+    m->counters = calloc((size_t)(m->n_counters ? m->n_counters : 1), sizeof *m->counters);
+    if (!m->weights || !m->grads || !m->buffers || !m->counters)
+        return error_set(err, "out of memory for %lld model parameters", (long long)m->n_weights);
+    /* BN running_var starts at 1 (PyTorch); running_mean at 0. */
+    for (int i = 0; i < m->n_params; i++) {
+        const Param *p = &m->params[i];
+        if (p->kind == PARAM_BUFFER && strstr(p->name, "running_var")) {
+            float *ones = malloc((size_t)p->numel * sizeof *ones);
+            if (!ones) return error_set(err, "out of memory");
+            for (int64_t j = 0; j < p->numel; j++) ones[j] = 1.0f;
+            be->ops->upload(be, m->buffers + p->offset, ones, (size_t)p->numel * sizeof *ones);
+            free(ones);
+        }
+    }
+    return 0;
+}
+
+void model_free(Model *m) {
+    if (m->be) {
+        if (m->weights) m->be->ops->free(m->be, m->weights);
+        if (m->grads) m->be->ops->free(m->be, m->grads);
+        if (m->buffers) m->be->ops->free(m->be, m->buffers);
+    }
+    free(m->counters);
+    free(m->layers);
+    free(m->channels);
+    free(m->params);
+    memset(m, 0, sizeof *m);
+}
+
+/* ------------------------------------------------------------------ inspection */
+
+int model_find_param(const Model *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (strcmp(m->params[i].name, name) == 0) return i;
+    return -1;
+}
+
+int64_t model_num_parameters(const Model *m) { return m->n_weights; }
+
+float *model_param_data(const Model *m, int p) {
+    const Param *q = &m->params[p];
+    if (q->kind == PARAM_TRAINABLE) return m->weights + q->offset;
+    if (q->kind == PARAM_BUFFER) return m->buffers + q->offset;
+    return NULL;
+}
+
+float *model_param_grad(const Model *m, int p) {
+    const Param *q = &m->params[p];
+    return q->kind == PARAM_TRAINABLE ? m->grads + q->offset : NULL;
+}
+
+int model_output(const Model *m) { return m->n_tensors - 1; }
+
+/* ------------------------------------------------------------------ planning */
+
+/* Carves aligned pieces out of one block: first pass counts, second pass hands out pointers. */
+typedef struct Carver {
+    char *base;
+    size_t used;
+} Carver;
+
+static void *carve(Carver *c, size_t bytes) {
+    size_t at = (c->used + 63) / 64 * 64;
+    c->used = at + bytes;
+    return c->base ? c->base + at : NULL;
+}
+
+static size_t tensor_numel(const Model *m, const Plan *p, int t) {
+    return (size_t)p->n * p->th[t] * p->tw[t] * m->channels[t];
+}
+
+/* Spatial sizes of every tensor and the layer descriptors; no memory yet. */
+static int plan_shapes(Model *m, Plan *p, Error *err) {
+    p->th[0] = p->h;
+    p->tw[0] = p->w;
+    p->flops_forward = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        Layer *l = &m->layers[i];
+        int h = p->th[l->in], w = p->tw[l->in], c = m->channels[l->in];
+        switch (l->kind) {
+        case LAYER_CONV:
+            if (conv_desc_init(&p->cdesc[i], p->n, h, w, c, l->cout, l->k, l->stride, l->pad, err))
+                return error_prefix(err, "%s", l->name);
+            h = p->cdesc[i].oh;
+            w = p->cdesc[i].ow;
+            p->flops_forward += 2.0 * p->n * h * w * (double)l->cout * c * l->k * l->k;
+            break;
+        case LAYER_MAXPOOL:
+            if (pool_desc_init(&p->pdesc[i], p->n, h, w, c, l->k, l->stride, l->pad, err))
+                return error_prefix(err, "maxpool");
+            h = p->pdesc[i].oh;
+            w = p->pdesc[i].ow;
+            break;
+        case LAYER_AVGPOOL:
+            h = w = 1;
+            break;
+        case LAYER_FC:
+            if (h != 1 || w != 1) return error_set(err, "%s: input must be pooled to 1x1", l->name);
+            p->flops_forward += 2.0 * p->n * (double)c * l->cout;
+            break;
+        case LAYER_ADD:
+            if (p->th[l->in2] != h || p->tw[l->in2] != w)
+                return error_set(err, "residual add of %dx%d and %dx%d tensors", h, w, p->th[l->in2],
+                                 p->tw[l->in2]);
+            break;
+        default:
+            break;
+        }
+        p->th[l->out] = h;
+        p->tw[l->out] = w;
+    }
+    return 0;
+}
+
+/* Lays out (or, with base NULL, measures) every buffer of the plan. */
+static void plan_layout(Model *m, Plan *p, Carver *c) {
+    size_t max_act = 0;
+    int64_t max_param = 0;
+    for (int t = 0; t < m->n_tensors; t++) {
+        size_t n = tensor_numel(m, p, t);
+        if (n > max_act) max_act = n;
+        p->act[t] = carve(c, n * sizeof(float));
+        p->grad[t] = (p->train && t > 0) ? carve(c, n * sizeof(float)) : NULL;
+    }
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].numel > max_param) max_param = m->params[i].numel;
+    for (int i = 0; i < m->n_layers; i++) {
+        Layer *l = &m->layers[i];
+        if (l->kind == LAYER_BN && p->train) {
+            p->bn_mean[i] = carve(c, (size_t)l->cout * sizeof(float));
+            p->bn_invstd[i] = carve(c, (size_t)l->cout * sizeof(float));
+        }
+        if (l->kind == LAYER_MAXPOOL) p->argmax[i] = carve(c, tensor_numel(m, p, l->out) * sizeof(int32_t));
+    }
+    p->scratch = p->train ? carve(c, max_act * sizeof(float)) : NULL;
+    /* two parameters' worth: BN's (dgamma, dbeta) and FC's (dweight, dbias) are accumulated together */
+    p->wscratch = p->train ? carve(c, 2 * (size_t)max_param * sizeof(float)) : NULL;
+}
+
+int plan_create(Model *m, int n, int h, int w, bool train, Plan **out, Error *err) {
+    *out = NULL;
+    Plan *p = calloc(1, sizeof *p);
+    if (!p) return error_set(err, "out of memory");
+    p->n = n;
+    p->h = h;
+    p->w = w;
+    p->train = train;
+    int T = m->n_tensors, L = m->n_layers;
+    p->th = calloc((size_t)T, sizeof *p->th);
+    p->tw = calloc((size_t)T, sizeof *p->tw);
+    p->act = calloc((size_t)T, sizeof *p->act);
+    p->grad = calloc((size_t)T, sizeof *p->grad);
+    p->written = calloc((size_t)T, 1);
+    p->bn_mean = calloc((size_t)L, sizeof *p->bn_mean);
+    p->bn_invstd = calloc((size_t)L, sizeof *p->bn_invstd);
+    p->argmax = calloc((size_t)L, sizeof *p->argmax);
+    p->conv = calloc((size_t)L, sizeof *p->conv);
+    p->cdesc = calloc((size_t)L, sizeof *p->cdesc);
+    p->pdesc = calloc((size_t)L, sizeof *p->pdesc);
+    if (!p->th || !p->tw || !p->act || !p->grad || !p->written || !p->bn_mean || !p->bn_invstd || !p->argmax ||
+        !p->conv || !p->cdesc || !p->pdesc) {
+        plan_destroy(m, p);
+        return error_set(err, "out of memory");
+    }
+    if (plan_shapes(m, p, err)) {
+        plan_destroy(m, p);
+        return -1;
+    }
+    Carver measure = {NULL, 0};
+    plan_layout(m, p, &measure);
+    p->bytes = measure.used;
+    p->block = m->be->ops->alloc(m->be, p->bytes);
+    if (!p->block) {
+        plan_destroy(m, p);
+        return error_set(err, "out of memory: batch %d at %dx%d needs %.2f GiB of activations%s", n, h, w,
+                         (double)measure.used / (1 << 30), train ? " and gradients" : "");
+    }
+    Carver place = {p->block, 0};
+    plan_layout(m, p, &place);
+    for (int i = 0; i < L; i++) {
+        if (m->layers[i].kind != LAYER_CONV) continue;
+        if (m->be->ops->conv_plan(m->be, &p->cdesc[i], &p->conv[i], err)) {
+            error_prefix(err, "%s", m->layers[i].name);
+            plan_destroy(m, p);
+            return -1;
+        }
+    }
+    *out = p;
+    return 0;
+}
+
+void plan_destroy(Model *m, Plan *p) {
+    if (!p) return;
+    if (p->conv)
+        for (int i = 0; i < m->n_layers; i++)
+            if (p->conv[i]) m->be->ops->conv_plan_free(m->be, p->conv[i]);
+    if (p->block) m->be->ops->free(m->be, p->block);
+    free(p->th);
+    free(p->tw);
+    free(p->act);
+    free(p->grad);
+    free(p->written);
+    free(p->bn_mean);
+    free(p->bn_invstd);
+    free(p->argmax);
+    free(p->conv);
+    free(p->cdesc);
+    free(p->pdesc);
+    free(p);
+}
+
+/* ------------------------------------------------------------------ forward */
+
+#define BN_MOMENTUM 0.1f
+#define BN_EPS 1e-5f
+
+int model_forward(Model *m, Plan *p, bool train, Error *err) {
+    Backend *be = m->be;
+    const BackendOps *ops = be->ops;
+    if (train && !p->train) return error_set(err, "model_forward: training needs a training plan");
+    for (int i = 0; i < m->n_layers; i++) {
+        const Layer *l = &m->layers[i];
+        const float *x = p->act[l->in];
+        float *y = p->act[l->out];
+        int64_t rows = (int64_t)p->n * p->th[l->in] * p->tw[l->in];
+        int c = m->channels[l->in];
+        switch (l->kind) {
+        case LAYER_CONV:
+            if (ops->conv_forward(be, p->conv[i], x, model_param_data(m, l->weight), y, err))
+                return error_prefix(err, "%s forward", l->name);
+            break;
+        case LAYER_BN: {
+            const float *g = model_param_data(m, l->weight), *b = model_param_data(m, l->bias);
+            float *rm = model_param_data(m, l->running_mean), *rv = model_param_data(m, l->running_var);
+            if (train && rows < 2)
+                return error_set(err, "%s: batch norm sees 1 value per channel in training (micro-batch %d at "
+                                      "%dx%d is too small; use a larger batch)", l->name, p->n, p->h, p->w);
+            if (train) {
+                ops->bn_forward_train(be, rows, c, x, g, b, y, p->bn_mean[i], p->bn_invstd[i], rm, rv, BN_MOMENTUM,
+                                      BN_EPS);
+                m->counters[m->params[l->num_batches_tracked].offset]++;
+            } else {
+                ops->bn_forward_eval(be, rows, c, x, g, b, rm, rv, BN_EPS, y);
+            }
+            break;
+        }
+        case LAYER_RELU:
+            ops->relu_forward(be, rows * c, x, y);
+            break;
+        case LAYER_MAXPOOL:
+            ops->maxpool_forward(be, &p->pdesc[i], x, y, p->argmax[i]);
+            break;
+        case LAYER_AVGPOOL:
+            ops->avgpool_forward(be, p->n, p->th[l->in] * p->tw[l->in], c, x, y);
+            break;
+        case LAYER_ADD:
+            ops->add(be, rows * c, x, p->act[l->in2], y);
+            break;
+        case LAYER_FC:
+            ops->fc_forward(be, p->n, c, l->cout, x, model_param_data(m, l->weight), model_param_data(m, l->bias),
+                            y);
+            break;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ backward */
+
+/* Where to write the gradient of tensor t: in place the first time, else the scratch buffer. */
+static float *grad_target(Plan *p, int t) { return p->written[t] ? p->scratch : p->grad[t]; }
+
+/* After a layer wrote the gradient of t into grad_target(p, t): add the scratch in, or mark t written. */
+static void grad_finish(Model *m, Plan *p, int t) {
+    if (p->written[t])
+        m->be->ops->axpy(m->be, (int64_t)tensor_numel(m, p, t), 1.0f, p->scratch, p->grad[t]);
+    p->written[t] = 1;
+}
+
+/* Where to write a parameter's gradient: directly, or into wscratch when accumulating. */
+static float *pgrad_target(Model *m, Plan *p, int param, bool accumulate) {
+    return accumulate ? p->wscratch : model_param_grad(m, param);
+}
+
+static void pgrad_finish(Model *m, Plan *p, int param, bool accumulate) {
+    if (accumulate)
+        m->be->ops->axpy(m->be, m->params[param].numel, 1.0f, p->wscratch, model_param_grad(m, param));
+}
+
+int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
+    Backend *be = m->be;
+    const BackendOps *ops = be->ops;
+    if (!p->train) return error_set(err, "model_backward: needs a training plan");
+    memset(p->written, 0, (size_t)m->n_tensors);
+    p->written[model_output(m)] = 1;
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        const Layer *l = &m->layers[i];
+        const float *dy = p->grad[l->out];
+        const float *x = p->act[l->in];
+        int64_t rows = (int64_t)p->n * p->th[l->in] * p->tw[l->in];
+        int c = m->channels[l->in];
+        bool need_dx = l->in != 0;
+        switch (l->kind) {
+        case LAYER_CONV: {
+            const float *w = model_param_data(m, l->weight);
+            if (need_dx) {
+                if (ops->conv_backward_data(be, p->conv[i], dy, w, grad_target(p, l->in), err))
+                    return error_prefix(err, "%s backward-data", l->name);
+                grad_finish(m, p, l->in);
+            }
+            if (ops->conv_backward_weights(be, p->conv[i], x, dy, pgrad_target(m, p, l->weight, accumulate), err))
+                return error_prefix(err, "%s backward-weights", l->name);
+            pgrad_finish(m, p, l->weight, accumulate);
+            break;
+        }
+        case LAYER_BN: {
+            /* dgamma and dbeta go through wscratch one after the other when accumulating. */
+            float *dx = grad_target(p, l->in);
+            float *dg = accumulate ? p->wscratch : model_param_grad(m, l->weight);
+            float *db = accumulate ? p->wscratch + c : model_param_grad(m, l->bias);
+            ops->bn_backward(be, rows, c, x, dy, model_param_data(m, l->weight), p->bn_mean[i], p->bn_invstd[i],
+                             dx, dg, db);
+            if (accumulate) {
+                ops->axpy(be, c, 1.0f, p->wscratch, model_param_grad(m, l->weight));
+                ops->axpy(be, c, 1.0f, p->wscratch + c, model_param_grad(m, l->bias));
+            }
+            grad_finish(m, p, l->in);
+            break;
+        }
+        case LAYER_RELU:
+            ops->relu_backward(be, rows * c, p->act[l->out], dy, grad_target(p, l->in));
+            grad_finish(m, p, l->in);
+            break;
+        case LAYER_MAXPOOL:
+            ops->maxpool_backward(be, &p->pdesc[i], dy, p->argmax[i], grad_target(p, l->in));
+            grad_finish(m, p, l->in);
+            break;
+        case LAYER_AVGPOOL:
+            ops->avgpool_backward(be, p->n, p->th[l->in] * p->tw[l->in], c, dy, grad_target(p, l->in));
+            grad_finish(m, p, l->in);
+            break;
+        case LAYER_ADD: {
+            size_t bytes = (size_t)rows * c * sizeof(float);
+            int ins[2] = {l->in, l->in2};
+            for (int k = 0; k < 2; k++) {
+                if (ins[k] == 0) continue;
+                ops->copy(be, grad_target(p, ins[k]), dy, bytes);
+                grad_finish(m, p, ins[k]);
+            }
+            break;
+        }
+        case LAYER_FC: {
+            int64_t nw = m->params[l->weight].numel;
+            float *dw = accumulate ? p->wscratch : model_param_grad(m, l->weight);
+            float *db = accumulate ? p->wscratch + nw : model_param_grad(m, l->bias);
+            ops->fc_backward(be, p->n, c, l->cout, x, model_param_data(m, l->weight), dy,
+                             need_dx ? grad_target(p, l->in) : NULL, dw, db);
+            if (accumulate) {
+                ops->axpy(be, nw, 1.0f, p->wscratch, model_param_grad(m, l->weight));
+                ops->axpy(be, l->cout, 1.0f, p->wscratch + nw, model_param_grad(m, l->bias));
+            }
+            if (need_dx) grad_finish(m, p, l->in);
+            break;
+        }
+        }
+    }
+    return 0;
+}

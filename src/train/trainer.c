@@ -1,0 +1,575 @@
+/* trainer.c — setting up a run and the training / evaluation loops (see trainer.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/fsutil.h"
+#include "model/init.h"
+#include "train/trainer.h"
+
+#define PLAN_CACHE 4
+
+/* ------------------------------------------------------------------ small helpers */
+
+/* Replaces every "{run_name}" in in with name. */
+static void expand_run_name(const char *in, const char *name, char *out, size_t size) {
+    size_t at = 0;
+    const char *key = "{run_name}";
+    size_t kl = strlen(key);
+    while (*in && at + 1 < size) {
+        if (strncmp(in, key, kl) == 0) {
+            at += (size_t)snprintf(out + at, size - at, "%s", name);
+            if (at >= size) at = size - 1;
+            in += kl;
+        } else {
+            out[at++] = *in++;
+        }
+    }
+    out[at] = 0;
+}
+
+/* The plan for (n, h, w, train), made on first use; the least recently used one is dropped when full. */
+static int get_plan(Trainer *t, int n, int h, int w, bool train, Plan **out, Error *err) {
+    for (int i = 0; i < PLAN_CACHE; i++) {
+        Plan *p = t->plans[i];
+        if (p && p->n == n && p->h == h && p->w == w && p->train == train) {
+            /* move to front */
+            for (int j = i; j > 0; j--) t->plans[j] = t->plans[j - 1];
+            t->plans[0] = p;
+            *out = p;
+            return 0;
+        }
+    }
+    if (t->plans[PLAN_CACHE - 1]) plan_destroy(&t->model, t->plans[PLAN_CACHE - 1]);
+    for (int j = PLAN_CACHE - 1; j > 0; j--) t->plans[j] = t->plans[j - 1];
+    t->plans[0] = NULL;
+    if (plan_create(&t->model, n, h, w, train, &t->plans[0], err)) return -1;
+    *out = t->plans[0];
+    return 0;
+}
+
+/* One-hot targets [n, classes] from labels. */
+static void one_hot(float *targets, const int32_t *labels, int n, int classes) {
+    memset(targets, 0, (size_t)n * classes * sizeof *targets);
+    for (int i = 0; i < n; i++) targets[(size_t)i * classes + labels[i]] = 1.0f;
+}
+
+void metrics_accumulate(const float *logits, const int32_t *labels, int n, int c, int64_t *top1, int64_t *top5,
+                        double *ce_sum) {
+    for (int i = 0; i < n; i++) {
+        const float *z = logits + (size_t)i * c;
+        float zl = z[labels[i]];
+        int higher = 0;
+        double mx = z[0];
+        for (int j = 0; j < c; j++) {
+            /* ties count against the label: the label is ranked after equal logits of lower index */
+            if (z[j] > zl || (z[j] == zl && j < labels[i])) higher++;
+            if (z[j] > mx) mx = z[j];
+        }
+        if (higher == 0) (*top1)++;
+        if (higher < 5) (*top5)++;
+        double se = 0;
+        for (int j = 0; j < c; j++) se += exp(z[j] - mx);
+        *ce_sum += mx + log(se) - zl;
+    }
+}
+
+/* ------------------------------------------------------------------ setup */
+
+static int open_backend(Trainer *t, Error *err) {
+    const char *dev = t->opts.device;
+    if (!dev) dev = t->cfg->device.entry ? t->cfg->device.entry->name : "cpu";
+    if (backend_create(dev, t->opts.threads, &t->be, err))
+        return strcmp(dev, "gpu") == 0 ? error_prefix(err, "device") : -1;
+    return 0;
+}
+
+/* The eval batch size (Composer: eval_batch_size, defaulting to the train batch). */
+static int eval_batch(const Trainer *t) {
+    return t->cfg->eval_batch_size > 0 ? t->cfg->eval_batch_size : t->cfg->train_batch_size;
+}
+
+static int open_data(Trainer *t, Error *err) {
+    const Config *cfg = t->cfg;
+    if (t->opts.need_train_data) {
+        LoaderArgs a = {.batch_size = cfg->train_batch_size, .seed = (uint64_t)cfg->seed, .train = true};
+        if (loader_create(&cfg->train_dataset, "train_dataset", &a, &t->train, err)) return -1;
+    }
+    if (cfg->val_dataset.entry) {
+        LoaderArgs a = {.batch_size = eval_batch(t), .seed = (uint64_t)cfg->seed, .train = false};
+        if (loader_create(&cfg->val_dataset, "val_dataset", &a, &t->val, err)) return -1;
+    }
+    return 0;
+}
+
+static int build_model(Trainer *t, Error *err) {
+    const ResnetOptions *o = t->mopt;
+    int h, w, c = 0;
+    if (t->train) loader_shape(t->train, &h, &w, &c);
+    else if (t->val) loader_shape(t->val, &h, &w, &c);
+    if (c == 0 && o->in_channels == 0)
+        return error_set(err, "model.resnet.in_channels: no dataset to take it from; set it (e.g. 3)");
+    if (o->in_channels && c && o->in_channels != c)
+        return error_set(err, "model.resnet.in_channels is %d but the dataset has %d channels", o->in_channels, c);
+    Loader *ls[2] = {t->train, t->val};
+    for (int i = 0; i < 2; i++)
+        if (ls[i] && loader_num_classes(ls[i]) > o->num_classes)
+            return error_set(err, "model.resnet.num_classes is %d but %s has labels up to %d; set num_classes",
+                             o->num_classes, i ? "val_dataset" : "train_dataset", loader_num_classes(ls[i]) - 1);
+    if (resnet_build(o, c, &t->model, err)) return -1;
+    if (model_alloc(&t->model, t->be, err)) return -1;
+    return init_weights(&t->model, o, (uint64_t)t->cfg->seed, err);
+}
+
+static int make_run_dir(Trainer *t, Error *err) {
+    const Config *cfg = t->cfg;
+    if (cfg->run_name) snprintf(t->run_name, sizeof t->run_name, "%s", cfg->run_name);
+    else {
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        char stamp[32];
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+        snprintf(t->run_name, sizeof t->run_name, "%s-%s", t->mopt->model_name, stamp);
+    }
+    if (t->opts.run_dir) snprintf(t->run_dir, sizeof t->run_dir, "%s", t->opts.run_dir);
+    else snprintf(t->run_dir, sizeof t->run_dir, "runs/%s", t->run_name);
+    if (fs_mkdirs(t->run_dir, err)) return -1;
+    t->save_dir[0] = 0;
+    if (cfg->save_folder) {
+        expand_run_name(cfg->save_folder, t->run_name, t->save_dir, sizeof t->save_dir);
+        if (fs_mkdirs(t->save_dir, err)) return -1;
+    } else if (cfg->autoresume) {
+        return error_set(err, "autoresume needs save_folder (where to look for the latest checkpoint)");
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.yaml", t->run_dir);
+    AtomicFile af;
+    if (atomic_open(&af, path, err)) return -1;
+    config_emit(cfg, af.f);
+    return atomic_commit(&af, err);
+}
+
+/* autoresume from save_folder/latest, else load_path (weights, plus state when a .state file is beside it). */
+static int resume(Trainer *t, bool *resumed, Error *err) {
+    const Config *cfg = t->cfg;
+    char weights[4096], state[4096];
+    *resumed = false;
+    weights[0] = 0;
+    bool full = false;
+    if (cfg->autoresume) {
+        snprintf(weights, sizeof weights, "%s/latest.safetensors", t->save_dir);
+        if (fs_exists(weights)) full = true;
+        else weights[0] = 0;
+    }
+    if (!weights[0] && cfg->load_path) {
+        snprintf(weights, sizeof weights, "%s", cfg->load_path);
+        if (!fs_exists(weights)) return error_set(err, "load_path %s: no such file", weights);
+        full = !cfg->load_weights_only;
+    }
+    if (!weights[0]) return 0;
+    LoadRules rules = {.strict = cfg->load_strict_model_weights || full, .ignore = &cfg->load_ignore_keys};
+    if (ckpt_load_weights(&t->model, weights, &rules, err)) return -1;
+    ckpt_state_path(weights, state, sizeof state);
+    if (full && fs_exists(state)) {
+        if (ckpt_load_state(&t->model, &t->opt, &t->progress, state, err)) return -1;
+        *resumed = true;
+    }
+    report_line(&t->rep, "loaded %s%s", weights, *resumed ? " (resuming training state)" : " (weights only)");
+    return 0;
+}
+
+static int alloc_buffers(Trainer *t, Error *err) {
+    int classes = t->model.num_classes, micro = t->tl.micro_batch;
+    Backend *be = t->be;
+    /* evaluation runs in chunks of the training micro-batch (or up to 256 without training) */
+    t->eval_chunk = micro > 0 ? micro : (eval_batch(t) < 256 ? eval_batch(t) : 256);
+    if (t->val && eval_batch(t) < t->eval_chunk) t->eval_chunk = eval_batch(t);
+    int rows = micro > t->eval_chunk ? micro : t->eval_chunk;
+    t->targets_host = malloc((size_t)rows * classes * sizeof(float));
+    t->losses_host = malloc((size_t)rows * sizeof(float));
+    t->logits_host = malloc((size_t)rows * classes * sizeof(float));
+    t->targets = be->ops->alloc(be, (size_t)rows * classes * sizeof(float));
+    t->losses = be->ops->alloc(be, (size_t)rows * sizeof(float));
+    /* one host batch big enough for a training batch and a validation batch */
+    size_t pixels = 0;
+    int labels = 0, h, w, c;
+    if (t->train) {
+        loader_shape(t->train, &h, &w, &c);
+        pixels = (size_t)t->cfg->train_batch_size * h * w * c;
+        labels = t->cfg->train_batch_size;
+    }
+    if (t->val) {
+        loader_shape(t->val, &h, &w, &c);
+        size_t px = (size_t)eval_batch(t) * h * w * c;
+        pixels = px > pixels ? px : pixels;
+        labels = eval_batch(t) > labels ? eval_batch(t) : labels;
+    }
+    t->batch.images = malloc((pixels ? pixels : 1) * sizeof(float));
+    t->batch.labels = malloc((size_t)(labels ? labels : 1) * sizeof(int32_t));
+    if (!t->targets_host || !t->losses_host || !t->logits_host || !t->targets || !t->losses || !t->batch.images ||
+        !t->batch.labels)
+        return error_set(err, "out of memory for the step buffers");
+    return 0;
+}
+
+/* Lists, in one message, every part of the recipe this version cannot run yet (algorithms without an
+ * implementation, FFCV/ImageNet data), so a user sees all of them at once. */
+static int check_supported(const Config *cfg, bool training, Error *err) {
+    char algos[512] = "", data[256] = "";
+    size_t at = 0;
+    for (int i = 0; training && i < cfg->algorithms.n; i++) {
+        const char *name = cfg->algorithms.items[i].entry->name;
+        if (strcmp(name, "channels_last") == 0) continue; /* ctrain is NHWC already: nothing to do */
+        at += (size_t)snprintf(algos + at, at < sizeof algos ? sizeof algos - at : 0, "%s%s", at ? ", " : "", name);
+        if (at >= sizeof algos) at = sizeof algos - 1;
+    }
+    const Choice *ds[2] = {training ? &cfg->train_dataset : NULL, &cfg->val_dataset};
+    const char *what[2] = {"train_dataset", "val_dataset"};
+    for (int i = 0; i < 2; i++)
+        if (ds[i] && ds[i]->entry && strcmp(ds[i]->entry->name, "imagenet") == 0)
+            snprintf(data + strlen(data), sizeof data - strlen(data), "%s%s.imagenet", data[0] ? " and " : "",
+                     what[i]);
+    if (!algos[0] && !data[0]) return 0;
+    return error_set(err, "this recipe needs parts this version of ctrain does not have yet:%s%s%s%s%s%s "
+                          "(remove them from the recipe, or use an idx, npy or synthetic dataset)",
+                     algos[0] ? " training with the algorithms " : "", algos, algos[0] && data[0] ? ";" : "",
+                     data[0] ? " FFCV .beton / ImageFolder data (" : "", data, data[0] ? ")" : "");
+}
+
+int trainer_create(Trainer **out, const Config *cfg, const TrainerOptions *opts, Error *err) {
+    *out = NULL;
+    Trainer *t = calloc(1, sizeof *t);
+    if (!t) return error_set(err, "out of memory");
+    t->cfg = cfg;
+    t->opts = *opts;
+    t->last_eval_batch = -1;
+    int rc = 0;
+    if (!cfg->model.entry) rc = error_set(err, "model: the recipe names no model (e.g. model: {resnet: {...}})");
+    if (rc == 0) {
+        t->mopt = cfg->model.options;
+        t->loss = t->mopt->loss_name == RESNET_LOSS_BCE ? LOSS_BCE_WITH_LOGITS : LOSS_SOFT_CROSS_ENTROPY;
+    }
+    if (rc == 0) rc = check_supported(cfg, opts->need_train_data, err);
+    if (rc == 0) rc = open_backend(t, err);
+    if (rc == 0 && cfg->precision != PRECISION_FP32 && cfg->precision != PRECISION_AUTO && !opts->quiet)
+        fprintf(stderr, "note: precision %s: the %s backend computes in fp32 in this version of ctrain\n",
+                cfg->precision == PRECISION_AMP ? "amp" : cfg->precision == PRECISION_BF16 ? "bf16" : "fp16",
+                t->be->ops->name);
+    if (rc == 0) rc = open_data(t, err);
+    if (rc == 0) rc = build_model(t, err);
+    if (rc == 0 && t->train) rc = timeline_compute(cfg, loader_samples(t->train), &t->tl, err);
+    if (rc == 0 && !t->train) t->tl.micro_batch = 0;
+    if (rc == 0 && t->opts.need_train_data) rc = optim_create(&t->opt, &cfg->optimizers, t->model.n_weights, t->be, err);
+    if (rc == 0 && t->opts.need_train_data) rc = make_run_dir(t, err);
+    bool resumed = false;
+    if (rc == 0) rc = report_open(&t->rep, t->opts.need_train_data ? t->run_dir : NULL, false, opts->quiet, err);
+    if (rc == 0 && t->opts.need_train_data) rc = resume(t, &resumed, err);
+    if (rc == 0 && resumed) {
+        /* keep the metrics of the run we continue */
+        report_close(&t->rep);
+        rc = report_open(&t->rep, t->run_dir, true, opts->quiet, err);
+    }
+    if (rc == 0) rc = alloc_buffers(t, err);
+    if (rc) {
+        trainer_destroy(t);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
+void trainer_destroy(Trainer *t) {
+    if (!t) return;
+    for (int i = 0; i < PLAN_CACHE; i++) plan_destroy(&t->model, t->plans[i]);
+    if (t->be) {
+        if (t->targets) t->be->ops->free(t->be, t->targets);
+        if (t->losses) t->be->ops->free(t->be, t->losses);
+        optim_destroy(&t->opt, t->be);
+        model_free(&t->model);
+    }
+    free(t->targets_host);
+    free(t->losses_host);
+    free(t->logits_host);
+    batch_free(&t->batch);
+    loader_destroy(t->train);
+    loader_destroy(t->val);
+    for (int i = 0; i < t->n_kept; i++) free(t->kept[i]);
+    free(t->kept);
+    report_close(&t->rep);
+    backend_destroy(t->be);
+    free(t);
+}
+
+/* ------------------------------------------------------------------ evaluation */
+
+int trainer_evaluate(Trainer *t, EvalResult *res, Error *err) {
+    memset(res, 0, sizeof *res);
+    if (!t->val) return error_set(err, "val_dataset: the recipe has no validation set to evaluate on");
+    double t0 = report_now();
+    Backend *be = t->be;
+    int classes = t->model.num_classes;
+    int64_t nb = loader_batches(t->val), top1 = 0, top5 = 0, count = 0;
+    if (t->cfg->eval_subset_num_batches > 0 && t->cfg->eval_subset_num_batches < nb) nb = t->cfg->eval_subset_num_batches;
+    double ce = 0;
+    for (int64_t b = 0; b < nb; b++) {
+        if (loader_get(t->val, 0, b, &t->batch, err)) return -1;
+        size_t img = (size_t)t->batch.h * t->batch.w * t->batch.c;
+        for (int s = 0; s < t->batch.n; s += t->eval_chunk) {
+            int n = t->batch.n - s < t->eval_chunk ? t->batch.n - s : t->eval_chunk;
+            Plan *p;
+            /* every chunk runs at the full chunk size (eval-mode BN treats samples independently) */
+            if (get_plan(t, t->eval_chunk, t->batch.h, t->batch.w, false, &p, err)) return -1;
+            be->ops->upload(be, p->act[0], t->batch.images + s * img, (size_t)n * img * sizeof(float));
+            if (model_forward(&t->model, p, false, err)) return -1;
+            be->ops->download(be, t->logits_host, p->act[model_output(&t->model)], (size_t)n * classes * sizeof(float));
+            metrics_accumulate(t->logits_host, t->batch.labels + s, n, classes, &top1, &top5, &ce);
+            count += n;
+        }
+    }
+    res->samples = count;
+    res->top1 = count ? (double)top1 / count : 0;
+    res->top5 = count ? (double)top5 / count : 0;
+    res->cross_entropy = count ? ce / count : 0;
+    res->seconds = report_now() - t0;
+    return 0;
+}
+
+static int run_eval(Trainer *t, Error *err) {
+    if (!t->val) return 0;
+    EvalResult r;
+    if (trainer_evaluate(t, &r, err)) return -1;
+    t->eval_seconds += r.seconds;
+    t->last_eval = r;
+    t->have_eval = true;
+    t->last_eval_batch = t->progress.batch;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "event", "eval");
+    cJSON_AddNumberToObject(o, "epoch", (double)t->progress.epoch);
+    cJSON_AddNumberToObject(o, "batch", (double)t->progress.batch);
+    cJSON_AddNumberToObject(o, "top1", r.top1);
+    cJSON_AddNumberToObject(o, "top5", r.top5);
+    cJSON_AddNumberToObject(o, "cross_entropy", r.cross_entropy);
+    cJSON_AddNumberToObject(o, "samples", (double)r.samples);
+    cJSON_AddNumberToObject(o, "seconds", r.seconds);
+    report_event(&t->rep, o);
+    report_line(&t->rep, "eval  epoch %lld  batch %lld  top1 %.4f  top5 %.4f  cross_entropy %.4f  (%lld images, %.1fs)",
+                (long long)t->progress.epoch, (long long)t->progress.batch, r.top1, r.top5, r.cross_entropy,
+                (long long)r.samples, r.seconds);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+
+static int save_checkpoint(Trainer *t, Error *err) {
+    if (!t->save_dir[0]) return 0;
+    char name[128], weights[4096], state[4096], link[4096];
+    snprintf(name, sizeof name, "ep%lld-ba%lld", (long long)t->progress.epoch, (long long)t->progress.batch);
+    snprintf(weights, sizeof weights, "%s/%s.safetensors", t->save_dir, name);
+    ckpt_state_path(weights, state, sizeof state);
+    char ep[32], ba[32];
+    snprintf(ep, sizeof ep, "%lld", (long long)t->progress.epoch);
+    snprintf(ba, sizeof ba, "%lld", (long long)t->progress.batch);
+    const char *keys[3] = {"model_name", "epoch", "batch"}, *vals[3] = {t->mopt->model_name, ep, ba};
+    if (ckpt_save_weights(&t->model, weights, 3, keys, vals, err)) return -1;
+    if (!t->cfg->save_weights_only && ckpt_save_state(&t->model, &t->opt, &t->progress, state, err)) return -1;
+    /* latest links: the state link first, so a reader that follows latest.safetensors finds its state */
+    char target[256];
+    if (!t->cfg->save_weights_only) {
+        snprintf(target, sizeof target, "%s.state", name);
+        snprintf(link, sizeof link, "%s/latest.state", t->save_dir);
+        if (fs_symlink_atomic(target, link, err)) return -1;
+    }
+    snprintf(target, sizeof target, "%s.safetensors", name);
+    snprintf(link, sizeof link, "%s/latest.safetensors", t->save_dir);
+    if (fs_symlink_atomic(target, link, err)) return -1;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "event", "checkpoint");
+    cJSON_AddStringToObject(o, "path", weights);
+    cJSON_AddNumberToObject(o, "epoch", (double)t->progress.epoch);
+    cJSON_AddNumberToObject(o, "batch", (double)t->progress.batch);
+    report_event(&t->rep, o);
+    /* keep only the newest save_num_checkpoints_to_keep (of those this run wrote) */
+    char **k = realloc(t->kept, (size_t)(t->n_kept + 1) * sizeof *k);
+    if (!k) return error_set(err, "out of memory");
+    t->kept = k;
+    t->kept[t->n_kept++] = strdup(weights);
+    int keep = t->cfg->save_num_checkpoints_to_keep;
+    while (keep > 0 && t->n_kept > keep) {
+        char old_state[4096];
+        ckpt_state_path(t->kept[0], old_state, sizeof old_state);
+        unlink(t->kept[0]);
+        unlink(old_state);
+        free(t->kept[0]);
+        memmove(t->kept, t->kept + 1, (size_t)(t->n_kept - 1) * sizeof *t->kept);
+        t->n_kept--;
+    }
+    return 0;
+}
+
+/* Whether an interval (ep: at epoch ends, ba: at batch ends) fires now. */
+static bool interval_due(const TimeSpec *iv, const Timeline *tl, const Progress *p, bool epoch_end) {
+    if (!iv->set || iv->value <= 0) return false;
+    switch (iv->unit) {
+    case TIME_EPOCH:
+        return epoch_end && p->epoch % (int64_t)iv->value == 0;
+    case TIME_BATCH:
+        return !epoch_end && p->batch % (int64_t)iv->value == 0;
+    case TIME_DURATION: {
+        int64_t every = (int64_t)(iv->value * (double)tl->total_batches);
+        return !epoch_end && every > 0 && p->batch % every == 0;
+    }
+    case TIME_SAMPLE: {
+        int64_t every = (int64_t)ceil(iv->value / tl->batch_size);
+        return !epoch_end && every > 0 && p->batch % every == 0;
+    }
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------------ training */
+
+/* Forward, loss and backward of one micro-batch [n] starting at sample s of the batch; adds the summed
+ * per-sample loss to *loss_sum. grad_scale is 1 / (samples in the whole batch). */
+static int train_micro(Trainer *t, int s, int n, float grad_scale, bool accumulate, double *loss_sum, Error *err) {
+    Backend *be = t->be;
+    Batch *b = &t->batch;
+    int classes = t->model.num_classes;
+    size_t img = (size_t)b->h * b->w * b->c;
+    Plan *p;
+    if (get_plan(t, n, b->h, b->w, true, &p, err)) return -1;
+    be->ops->upload(be, p->act[0], b->images + (size_t)s * img, (size_t)n * img * sizeof(float));
+    one_hot(t->targets_host, b->labels + s, n, classes);
+    be->ops->upload(be, t->targets, t->targets_host, (size_t)n * classes * sizeof(float));
+    if (model_forward(&t->model, p, true, err)) return -1;
+    int out = model_output(&t->model);
+    be->ops->loss_forward_backward(be, t->loss, n, classes, p->act[out], t->targets, grad_scale, t->losses, p->grad[out]);
+    be->ops->download(be, t->losses_host, t->losses, (size_t)n * sizeof(float));
+    for (int i = 0; i < n; i++) *loss_sum += t->losses_host[i];
+    return model_backward(&t->model, p, accumulate, err);
+}
+
+static int train_batch(Trainer *t, double lr, double *loss_out, Error *err) {
+    int n = t->batch.n, micro = t->tl.micro_batch;
+    double loss_sum = 0;
+    for (int s = 0, k = 0; s < n; s += micro, k++) {
+        int m = n - s < micro ? n - s : micro;
+        if (train_micro(t, s, m, 1.0f / (float)n, k > 0, &loss_sum, err)) return -1;
+    }
+    *loss_out = loss_sum / n;
+    if (!isfinite(*loss_out))
+        return error_set(err, "the training loss became %s at epoch %lld batch %lld (lr %.4g); lower the learning "
+                              "rate or check the data", isnan(*loss_out) ? "NaN" : "infinite",
+                         (long long)t->progress.epoch, (long long)t->progress.batch_in_epoch, lr);
+    optim_step(&t->opt, t->be, t->model.weights, t->model.grads, lr);
+    return 0;
+}
+
+int trainer_fit(Trainer *t, Error *err) {
+    if (!t->train) return error_set(err, "train_dataset: the recipe has no training set");
+    Progress *pg = &t->progress;
+    const Timeline *tl = &t->tl;
+    report_line(&t->rep, "training %s on %s: %lld epochs x %lld batches of %d (%lld micro-batches), %lld parameters, "
+                "run folder %s", t->mopt->model_name, t->be->ops->name, (long long)tl->max_epochs,
+                (long long)tl->steps_per_epoch, tl->batch_size, (long long)tl->grad_accum,
+                (long long)model_num_parameters(&t->model), t->run_dir);
+    double fit_start = report_now();
+    while (pg->batch < tl->total_batches) {
+        int64_t epoch = pg->epoch;
+        double ep_start = report_now(), ep_loss = 0;
+        int64_t ep_batches = 0, ep_samples = 0;
+        while (pg->batch_in_epoch < tl->steps_per_epoch && pg->batch < tl->total_batches) {
+            double t0 = report_now();
+            if (loader_get(t->train, epoch, pg->batch_in_epoch, &t->batch, err)) return -1;
+            double lr = timeline_lr(tl, pg->batch), loss;
+            if (train_batch(t, lr, &loss, err)) return -1;
+            pg->batch++;
+            pg->batch_in_epoch++;
+            pg->samples += t->batch.n;
+            ep_loss += loss;
+            ep_batches++;
+            ep_samples += t->batch.n;
+            double now = report_now();
+            t->train_seconds += now - t0;
+            double ips = ep_samples / (now - ep_start);
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "event", "batch");
+            cJSON_AddNumberToObject(o, "epoch", (double)epoch);
+            cJSON_AddNumberToObject(o, "batch_in_epoch", (double)pg->batch_in_epoch);
+            cJSON_AddNumberToObject(o, "batch", (double)pg->batch);
+            cJSON_AddNumberToObject(o, "samples", (double)pg->samples);
+            cJSON_AddNumberToObject(o, "loss", loss);
+            cJSON_AddNumberToObject(o, "lr", lr);
+            cJSON_AddNumberToObject(o, "images_per_s", ips);
+            report_event(&t->rep, o);
+            double eta = (double)(tl->total_batches - pg->batch) * (now - fit_start) /
+                         (double)(pg->batch > 0 ? pg->batch : 1);
+            report_progress(&t->rep, epoch, tl->max_epochs, pg->batch_in_epoch, tl->steps_per_epoch, loss, lr, ips,
+                            eta);
+            if (interval_due(&t->cfg->eval_interval, tl, pg, false) && run_eval(t, err)) return -1;
+            if (interval_due(&t->cfg->save_interval, tl, pg, false) && save_checkpoint(t, err)) return -1;
+        }
+        if (pg->batch_in_epoch >= tl->steps_per_epoch) {
+            pg->epoch++;
+            pg->batch_in_epoch = 0;
+            double secs = report_now() - ep_start;
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "event", "epoch");
+            cJSON_AddNumberToObject(o, "epoch", (double)pg->epoch);
+            cJSON_AddNumberToObject(o, "batch", (double)pg->batch);
+            cJSON_AddNumberToObject(o, "train_loss", ep_batches ? ep_loss / ep_batches : 0);
+            cJSON_AddNumberToObject(o, "images_per_s", secs > 0 ? ep_samples / secs : 0);
+            cJSON_AddNumberToObject(o, "seconds", secs);
+            report_event(&t->rep, o);
+            report_line(&t->rep, "epoch %lld/%lld  train_loss %.4f  %.0f img/s  %.1fs", (long long)pg->epoch,
+                        (long long)tl->max_epochs, ep_batches ? ep_loss / ep_batches : 0,
+                        secs > 0 ? ep_samples / secs : 0, secs);
+            if (interval_due(&t->cfg->eval_interval, tl, pg, true) && t->last_eval_batch != pg->batch &&
+                run_eval(t, err))
+                return -1;
+            if (interval_due(&t->cfg->save_interval, tl, pg, true) && save_checkpoint(t, err)) return -1;
+        }
+    }
+    /* FIT_END: a final evaluation unless the last batch was just evaluated, and a final checkpoint */
+    if (t->last_eval_batch != pg->batch && (t->cfg->eval_interval.set && t->cfg->eval_interval.value > 0) &&
+        run_eval(t, err))
+        return -1;
+    if (t->save_dir[0] && t->n_kept > 0) {
+        char last[4096];
+        snprintf(last, sizeof last, "%s/ep%lld-ba%lld.safetensors", t->save_dir, (long long)pg->epoch,
+                 (long long)pg->batch);
+        if (strcmp(t->kept[t->n_kept - 1], last) != 0 && save_checkpoint(t, err)) return -1;
+    } else if (t->save_dir[0] && save_checkpoint(t, err)) {
+        return -1;
+    }
+    return 0;
+}
+
+int trainer_write_summary(Trainer *t, double wall_seconds, Error *err) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "run_name", t->run_name);
+    cJSON_AddStringToObject(o, "model", t->mopt->model_name);
+    cJSON_AddStringToObject(o, "device", t->be->ops->name);
+    cJSON_AddNumberToObject(o, "threads", t->be->threads);
+    cJSON_AddNumberToObject(o, "parameters", (double)model_num_parameters(&t->model));
+    cJSON_AddNumberToObject(o, "epochs", (double)t->progress.epoch);
+    cJSON_AddNumberToObject(o, "batches", (double)t->progress.batch);
+    cJSON_AddNumberToObject(o, "samples", (double)t->progress.samples);
+    cJSON_AddNumberToObject(o, "wall_time_s", wall_seconds);
+    cJSON_AddNumberToObject(o, "train_time_s", t->train_seconds);
+    cJSON_AddNumberToObject(o, "eval_time_s", t->eval_seconds);
+    cJSON_AddNumberToObject(o, "train_images_per_s", t->train_seconds > 0 ? t->progress.samples / t->train_seconds : 0);
+    if (t->have_eval) {
+        cJSON *e = cJSON_AddObjectToObject(o, "final_eval");
+        cJSON_AddNumberToObject(e, "top1", t->last_eval.top1);
+        cJSON_AddNumberToObject(e, "top5", t->last_eval.top5);
+        cJSON_AddNumberToObject(e, "cross_entropy", t->last_eval.cross_entropy);
+        cJSON_AddNumberToObject(e, "samples", (double)t->last_eval.samples);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/summary.json", t->run_dir);
+    return report_write_json(path, o, err);
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# test_train.sh — a short real training run on Fashion-MNIST must clear an accuracy bar; its outputs
+# (run folder, summary, checkpoint) are usable by eval and predict; bench reports what it measured.
+source "$(dirname "$0")/lib.sh"
+cat > "$T/fm.yaml" <<YAML
+model: {resnet: {model_name: resnet8, width: 16, num_classes: 10}}
+train_dataset: {idx: {is_train: true}}
+val_dataset: {idx: {is_train: false, shuffle: false, drop_last: false}}
+optimizers: {sgd: {lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 5.0e-4}}
+schedulers: {cosine_decay_with_warmup: {t_warmup: 30ba}}
+max_duration: 3ep
+train_batch_size: 128
+eval_batch_size: 1000
+train_subset_num_batches: 120
+eval_subset_num_batches: 3
+save_folder: $T/ck
+seed: 1
+YAML
+# 3 x 120 batches of 128 = 46,080 images seen; 3,000 test images. Chance is 0.10; this reaches 0.824.
+"$CTRAIN" train -f "$T/fm.yaml" --run_dir "$T/run" --quiet > "$T/out.txt" 2>&1 || { cat "$T/out.txt"; fail "training failed"; }
+top1=$(grep '"event":"eval"' "$T/run/metrics.jsonl" | tail -1 | sed -E 's/.*"top1":([^,]+),.*/\1/')
+echo "Fashion-MNIST subset: top1 $top1"
+awk -v a="$top1" 'BEGIN { exit !(a >= 0.78) }' || fail "top1 $top1 is below the bar of 0.78"
+for f in config.yaml metrics.jsonl summary.json; do [ -s "$T/run/$f" ] || fail "run folder lacks $f"; done
+grep -q '"final_eval"' "$T/run/summary.json" || fail "summary.json has no final_eval"
+grep -q "done: 3 epochs" "$T/out.txt" || fail "no closing line: $(tail -2 "$T/out.txt")"
+# the resolved config in the run folder is itself a recipe that loads
+expect_ok "schedule: max_duration 3ep" "$CTRAIN" train -f "$T/run/config.yaml" --dump
+
+# predict: photos (JPEG, PNG, gray and colour) get Fashion-MNIST class names; --output writes the logits
+W="$T/ck/latest.safetensors"
+P="$SHARED/fixtures/photos"
+expect_ok "Ankle boot" "$CTRAIN" predict -f "$T/fm.yaml" --load "$W" --top 10 --output "$T/logits.npy" \
+  "$P/coffee.jpg" "$P/camera_gray.jpg" "$P/synthetic/syn_checker_w33_h17.png"
+[ "$(head -c 6 "$T/logits.npy" | tail -c 5)" = "NUMPY" ] || fail "logits.npy is not a .npy file"
+# 3 x 10 float32 after a 128-byte header
+[ "$(stat -c %s "$T/logits.npy")" -eq $((128 + 3 * 10 * 4)) ] || fail "logits.npy has the wrong size"
+expect_fail "not a JPEG or PNG" "$CTRAIN" predict -f "$T/fm.yaml" --load "$W" "$T/fm.yaml"
+
+# bench: the JSON fields other tools read
+out=$("$CTRAIN" bench --model resnet18 --batch 4 --res 32 --steps 2 --json 2>&1) || fail "bench failed: $out"
+for k in images_per_s gflops model batch res threads device; do
+  case "$out" in *"\"$k\""*) ;; *) fail "bench --json lacks $k: $out" ;; esac
+done
+expect_fail "unknown model" "$CTRAIN" bench --model resnet7
+finish

@@ -1,0 +1,763 @@
+/* test_backend_ops.c — every operation of the cpu backend against the ref backend on odd shapes, exactness
+ * where the cpu backend promises it (relu, add, axpy, pools, sgd_step), finite-difference gradient checks of
+ * the ref operations themselves, and bit-for-bit repeatability of the cpu backend for a fixed thread count. */
+#include <math.h>
+#include <omp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "testutil.h"
+
+#define CPU_THREADS 2
+
+/* The two backends every test uses (cmocka group state). */
+typedef struct Backends {
+    Backend *ref, *cpu;
+} Backends;
+
+static int group_setup(void **state) {
+    Backends *b = calloc(1, sizeof *b);
+    Error err = {{0}};
+    if (!b || backend_create("ref", 1, &b->ref, &err) != 0 || backend_create("cpu", CPU_THREADS, &b->cpu, &err) != 0) {
+        fprintf(stderr, "backend_create: %s\n", err.msg);
+        return -1;
+    }
+    *state = b;
+    return 0;
+}
+
+static int group_teardown(void **state) {
+    Backends *b = *state;
+    backend_destroy(b->ref);
+    backend_destroy(b->cpu);
+    free(b);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+/* n zeroed floats, 64-byte aligned (host memory is backend memory on both CPU backends). */
+static float *fz(size_t n) {
+    float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64 + 64);
+    assert_non_null(p);
+    memset(p, 0, n * sizeof(float));
+    return p;
+}
+
+/* n floats uniform in [lo, hi). */
+static float *frand(size_t n, float lo, float hi, uint64_t seed) {
+    float *p = fz(n);
+    tu_fill_uniform(p, n, lo, hi, seed);
+    return p;
+}
+
+static float *fdup(const float *src, size_t n) {
+    float *p = fz(n);
+    memcpy(p, src, n * sizeof *p);
+    return p;
+}
+
+/* True when a and b [n] hold the same bits; prints the first difference otherwise. */
+static bool same_bits(const char *name, const void *a, const void *b, size_t n, size_t elem) {
+    if (memcmp(a, b, n * elem) == 0) return true;
+    for (size_t i = 0; i < n; i++)
+        if (memcmp((const char *)a + i * elem, (const char *)b + i * elem, elem) != 0) {
+            if (elem == sizeof(float))
+                fprintf(stderr, "%s: element %zu of %zu differs: %.9g vs %.9g\n", name, i, n,
+                        (double)((const float *)a)[i], (double)((const float *)b)[i]);
+            else
+                fprintf(stderr, "%s: element %zu of %zu differs: %d vs %d\n", name, i, n,
+                        ((const int32_t *)a)[i], ((const int32_t *)b)[i]);
+            break;
+        }
+    return false;
+}
+
+#define assert_same_floats(name, a, b, n) assert_true(same_bits((name), (a), (b), (n), sizeof(float)))
+#define assert_same_ints(name, a, b, n) assert_true(same_bits((name), (a), (b), (n), sizeof(int32_t)))
+
+/* sum r[i] * y[i] in double: the random linear functional the gradient checks differentiate. */
+static double dot_d(const float *r, const float *y, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)r[i] * y[i];
+    return s;
+}
+
+/* ---------------------------------------------------------------- memory */
+
+static void test_memory(void **state) {
+    Backend *be = ((Backends *)*state)->cpu;
+    const BackendOps *o = be->ops;
+    size_t sizes[] = {1, 13, 4096, (size_t)3 << 20};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        size_t n = sizes[s];
+        unsigned char *a = o->alloc(be, n), *b = o->alloc(be, n), *h = malloc(n);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_non_null(h);
+        assert_int_equal((uintptr_t)a % 64, 0);
+        for (size_t i = 0; i < n; i++) assert_int_equal(a[i], 0);
+        for (size_t i = 0; i < n; i++) h[i] = (unsigned char)(i * 7 + 3);
+        o->upload(be, a, h, n);
+        o->copy(be, b, a, n);
+        memset(h, 0, n);
+        o->download(be, h, b, n);
+        for (size_t i = 0; i < n; i++) assert_int_equal(h[i], (unsigned char)(i * 7 + 3));
+        if (n > 8) { /* overlapping copy behaves like memmove */
+            o->copy(be, b + 1, b, n - 1);
+            for (size_t i = 1; i < n; i++) assert_int_equal(b[i], (unsigned char)((i - 1) * 7 + 3));
+        }
+        o->zero(be, b, n);
+        for (size_t i = 0; i < n; i++) assert_int_equal(b[i], 0);
+        assert_int_equal(o->sync(be, NULL), 0);
+        o->free(be, a);
+        o->free(be, b);
+        free(h);
+    }
+    be->ops->free(be, NULL);
+}
+
+/* ---------------------------------------------------------------- convolution */
+
+typedef struct ConvCase {
+    int n, h, w, cin, cout, k, stride, pad;
+} ConvCase;
+
+static const ConvCase CONV_CASES[] = {
+    {3, 7, 5, 3, 5, 7, 2, 3},    {3, 9, 11, 17, 6, 3, 1, 1}, {3, 9, 11, 5, 17, 1, 2, 0},
+    {3, 7, 5, 6, 3, 3, 2, 0},    {3, 9, 11, 17, 17, 3, 2, 2}, {3, 7, 5, 5, 6, 1, 1, 1},
+    {3, 9, 11, 3, 6, 7, 1, 3},   {2, 7, 5, 16, 32, 1, 1, 0}, {1, 12, 10, 32, 64, 3, 1, 1},
+    {3, 11, 9, 64, 16, 1, 2, 0}, {3, 9, 11, 6, 5, 3, 1, 3},  {3, 8, 8, 17, 5, 7, 2, 2},
+};
+#define N_CONV (sizeof CONV_CASES / sizeof *CONV_CASES)
+
+static void conv_desc_of(const ConvCase *c, ConvDesc *d) {
+    Error err;
+    assert_int_equal(conv_desc_init(d, c->n, c->h, c->w, c->cin, c->cout, c->k, c->stride, c->pad, &err), 0);
+}
+
+/* Runs the three convolution passes of d on be with the given plan. */
+static void conv_run(Backend *be, void *plan, const float *x, const float *w, const float *dy, float *y,
+                     float *dx, float *dw) {
+    Error err = {{0}};
+    assert_int_equal(be->ops->conv_forward(be, plan, x, w, y, &err), 0);
+    assert_int_equal(be->ops->conv_backward_data(be, plan, dy, w, dx, &err), 0);
+    assert_int_equal(be->ops->conv_backward_weights(be, plan, x, dy, dw, &err), 0);
+}
+
+static void test_conv_matches_ref(void **state) {
+    Backends *b = *state;
+    Error err = {{0}};
+    void *plans[N_CONV];
+    /* All cpu plans first: later plans grow the workspace the earlier ones share. */
+    for (size_t i = 0; i < N_CONV; i++) {
+        ConvDesc d;
+        conv_desc_of(&CONV_CASES[i], &d);
+        if (b->cpu->ops->conv_plan(b->cpu, &d, &plans[i], &err) != 0) fprintf(stderr, "%s\n", err.msg);
+        assert_non_null(plans[i]);
+    }
+    for (size_t i = 0; i < N_CONV; i++) {
+        ConvDesc d;
+        conv_desc_of(&CONV_CASES[i], &d);
+        size_t nx = (size_t)d.n * d.h * d.w * d.cin, ny = (size_t)d.n * d.oh * d.ow * d.cout;
+        size_t nw = (size_t)d.cout * d.cin * d.k * d.k;
+        float *x = frand(nx, -1, 1, 100 + i), *w = frand(nw, -0.5f, 0.5f, 200 + i), *dy = frand(ny, -1, 1, 300 + i);
+        float *y0 = fz(ny), *dx0 = fz(nx), *dw0 = fz(nw), *y1 = fz(ny), *dx1 = fz(nx), *dw1 = fz(nw);
+        void *rplan;
+        assert_int_equal(b->ref->ops->conv_plan(b->ref, &d, &rplan, &err), 0);
+        conv_run(b->ref, rplan, x, w, dy, y0, dx0, dw0);
+        conv_run(b->cpu, plans[i], x, w, dy, y1, dx1, dw1);
+        /* float sums of k*k*cin (forward), k*k*cout (data) or n*oh*ow (weights) terms of size <= 0.5: the
+         * absolute error grows like the square root of the length */
+        double atol = 5e-7 * sqrt((double)d.k * d.k * (d.cin + d.cout) + (double)d.n * d.oh * d.ow);
+        char name[96];
+        snprintf(name, sizeof name, "conv case %zu forward", i);
+        assert_close(name, y1, y0, ny, atol, 1e-4);
+        snprintf(name, sizeof name, "conv case %zu backward data", i);
+        assert_close(name, dx1, dx0, nx, atol, 1e-4);
+        snprintf(name, sizeof name, "conv case %zu backward weights", i);
+        assert_close(name, dw1, dw0, nw, atol, 1e-4);
+        b->ref->ops->conv_plan_free(b->ref, rplan);
+        free(x), free(w), free(dy), free(y0), free(dx0), free(dw0), free(y1), free(dx1), free(dw1);
+    }
+    for (size_t i = 0; i < N_CONV; i++) b->cpu->ops->conv_plan_free(b->cpu, plans[i]);
+    b->cpu->ops->conv_plan_free(b->cpu, NULL);
+}
+
+static void test_conv_plan_error(void **state) {
+    Backend *be = ((Backends *)*state)->cpu;
+    ConvDesc d;
+    Error err = {{0}};
+    assert_int_equal(conv_desc_init(&d, 2, 9, 9, 3, 4, 3, 1, 1, &err), 0);
+    d.oh = 5; /* inconsistent with the input size: oneDNN must refuse it */
+    void *plan = (void *)&d;
+    assert_int_equal(be->ops->conv_plan(be, &d, &plan, &err), -1);
+    assert_null(plan);
+    assert_non_null(strstr(err.msg, "oneDNN"));
+    assert_non_null(strstr(err.msg, "x[2,9,9,3]"));
+    assert_non_null(strstr(err.msg, "invalid"));
+}
+
+/* ---------------------------------------------------------------- batch norm */
+
+typedef struct BnCase {
+    int64_t rows;
+    int c;
+    float lo, hi;
+} BnCase;
+
+static const BnCase BN_CASES[] = {
+    {105, 5, -1, 1}, {1001, 17, 2, 4}, {37, 600, -3, 5}, {2, 3, 0, 1}, {1, 4, -1, 1}, {4099, 64, 100, 101},
+};
+#define N_BN (sizeof BN_CASES / sizeof *BN_CASES)
+
+static void test_bn_train_matches_ref(void **state) {
+    Backends *b = *state;
+    for (size_t i = 0; i < N_BN; i++) {
+        const BnCase *bc = &BN_CASES[i];
+        size_t n = (size_t)bc->rows * bc->c, c = (size_t)bc->c;
+        float *x = frand(n, bc->lo, bc->hi, 10 + i), *g = frand(c, 0.5f, 1.5f, 20 + i), *be_ = frand(c, -1, 1, 30 + i);
+        float *rm0 = frand(c, -1, 1, 40 + i), *rv0 = frand(c, 0.5f, 2, 50 + i);
+        float *rm1 = fdup(rm0, c), *rv1 = fdup(rv0, c);
+        float *y0 = fz(n), *y1 = fz(n), *m0 = fz(c), *m1 = fz(c), *s0 = fz(c), *s1 = fz(c);
+        b->ref->ops->bn_forward_train(b->ref, bc->rows, bc->c, x, g, be_, y0, m0, s0, rm0, rv0, 0.1f, 1e-5f);
+        b->cpu->ops->bn_forward_train(b->cpu, bc->rows, bc->c, x, g, be_, y1, m1, s1, rm1, rv1, 0.1f, 1e-5f);
+        /* rows of 1 normalize to 0 with invstd 1/sqrt(eps) ~ 316 */
+        double rtol = bc->rows == 1 ? 1e-4 : 2e-5;
+        assert_close("bn train y", y1, y0, n, 1e-5, 1e-4);
+        assert_close("bn train save_mean", m1, m0, c, 1e-6, 1e-6);
+        assert_close("bn train save_invstd", s1, s0, c, 1e-6, rtol);
+        assert_close("bn train running_mean", rm1, rm0, c, 1e-6, 1e-6);
+        assert_close("bn train running_var", rv1, rv0, c, 1e-6, 2e-5);
+        free(x), free(g), free(be_), free(rm0), free(rv0), free(rm1), free(rv1);
+        free(y0), free(y1), free(m0), free(m1), free(s0), free(s1);
+    }
+}
+
+static void test_bn_eval_matches_ref(void **state) {
+    Backends *b = *state;
+    for (size_t i = 0; i < N_BN; i++) {
+        const BnCase *bc = &BN_CASES[i];
+        size_t n = (size_t)bc->rows * bc->c, c = (size_t)bc->c;
+        float *x = frand(n, bc->lo, bc->hi, 60 + i), *g = frand(c, 0.5f, 1.5f, 70 + i), *be_ = frand(c, -1, 1, 80 + i);
+        float *rm = frand(c, bc->lo, bc->hi, 90 + i), *rv = frand(c, 0.05f, 2, 95 + i);
+        float *y0 = fz(n), *y1 = fz(n);
+        b->ref->ops->bn_forward_eval(b->ref, bc->rows, bc->c, x, g, be_, rm, rv, 1e-5f, y0);
+        b->cpu->ops->bn_forward_eval(b->cpu, bc->rows, bc->c, x, g, be_, rm, rv, 1e-5f, y1);
+        assert_close("bn eval y", y1, y0, n, 1e-5, 1e-4);
+        free(x), free(g), free(be_), free(rm), free(rv), free(y0), free(y1);
+    }
+}
+
+static void test_bn_backward_matches_ref(void **state) {
+    Backends *b = *state;
+    for (size_t i = 0; i < N_BN; i++) {
+        const BnCase *bc = &BN_CASES[i];
+        size_t n = (size_t)bc->rows * bc->c, c = (size_t)bc->c;
+        float *x = frand(n, bc->lo, bc->hi, 110 + i), *g = frand(c, 0.5f, 1.5f, 120 + i), *be_ = fz(c);
+        float *dy = frand(n, -1, 1, 130 + i), *rm = fz(c), *rv = fz(c), *y = fz(n), *m = fz(c), *s = fz(c);
+        b->ref->ops->bn_forward_train(b->ref, bc->rows, bc->c, x, g, be_, y, m, s, rm, rv, 0.1f, 1e-5f);
+        float *dx0 = fz(n), *dx1 = fz(n), *dg0 = fz(c), *dg1 = fz(c), *db0 = fz(c), *db1 = fz(c);
+        b->ref->ops->bn_backward(b->ref, bc->rows, bc->c, x, dy, g, m, s, dx0, dg0, db0);
+        b->cpu->ops->bn_backward(b->cpu, bc->rows, bc->c, x, dy, g, m, s, dx1, dg1, db1);
+        double scale = sqrt((double)bc->rows);
+        assert_close("bn backward dx", dx1, dx0, n, 1e-5, 1e-4);
+        assert_close("bn backward dgamma", dg1, dg0, c, 1e-6 * scale, 1e-5);
+        assert_close("bn backward dbeta", db1, db0, c, 1e-6 * scale, 1e-5);
+        free(x), free(g), free(be_), free(dy), free(rm), free(rv), free(y), free(m), free(s);
+        free(dx0), free(dx1), free(dg0), free(dg1), free(db0), free(db1);
+    }
+}
+
+/* ---------------------------------------------------------------- elementwise */
+
+static void test_elementwise_exact(void **state) {
+    Backends *b = *state;
+    const int64_t sizes[] = {1, 7, 1003, 100003};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        int64_t n = sizes[s];
+        float *x = frand((size_t)n, -1, 1, 500 + s), *x2 = frand((size_t)n, -3, 2, 510 + s);
+        float *dy = frand((size_t)n, -1, 1, 520 + s);
+        x[0] = -0.0f;
+        if (n > 3) x[1] = 0.0f, x[2] = NAN, x[3] = INFINITY;
+        float *y0 = fz((size_t)n), *y1 = fz((size_t)n);
+        b->ref->ops->relu_forward(b->ref, n, x, y0);
+        b->cpu->ops->relu_forward(b->cpu, n, x, y1);
+        assert_same_floats("relu forward", y1, y0, (size_t)n);
+        float *dx0 = fz((size_t)n), *dx1 = fz((size_t)n);
+        b->ref->ops->relu_backward(b->ref, n, y0, dy, dx0);
+        b->cpu->ops->relu_backward(b->cpu, n, y0, dy, dx1);
+        assert_same_floats("relu backward", dx1, dx0, (size_t)n);
+        b->ref->ops->add(b->ref, n, x, x2, y0);
+        b->cpu->ops->add(b->cpu, n, x, x2, y1);
+        assert_same_floats("add", y1, y0, (size_t)n);
+        b->ref->ops->axpy(b->ref, n, -0.3f, x2, y0);
+        b->cpu->ops->axpy(b->cpu, n, -0.3f, x2, y1);
+        assert_same_floats("axpy", y1, y0, (size_t)n);
+        free(x), free(x2), free(dy), free(y0), free(y1), free(dx0), free(dx1);
+    }
+}
+
+/* ---------------------------------------------------------------- pooling */
+
+typedef struct PoolCase {
+    int n, h, w, c, k, stride, pad;
+} PoolCase;
+
+static const PoolCase POOL_CASES[] = {
+    {3, 9, 11, 5, 3, 2, 1}, {2, 7, 5, 17, 3, 2, 1}, {3, 7, 5, 6, 1, 1, 0},
+    {2, 8, 8, 33, 2, 2, 0}, {1, 1, 1, 3, 1, 1, 0},
+};
+
+/* Values with many ties: relu of multiples of 0.25, so most windows hold several equal maxima (often 0). */
+static float *tied_values(size_t n, uint64_t seed) {
+    float *x = frand(n, -1, 1, seed);
+    for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? floorf(x[i] * 4) / 4 : 0.0f;
+    return x;
+}
+
+static void maxpool_compare(Backends *b, const PoolDesc *d, const float *x, uint64_t seed) {
+    size_t nx = (size_t)d->n * d->h * d->w * d->c, ny = (size_t)d->n * d->oh * d->ow * d->c;
+    float *y0 = fz(ny), *y1 = fz(ny), *dy = frand(ny, -1, 1, seed);
+    float *dx0 = frand(nx, 5, 6, 1), *dx1 = frand(nx, 7, 8, 2); /* garbage: backward must overwrite it */
+    int32_t *a0 = calloc(ny, sizeof *a0), *a1 = calloc(ny, sizeof *a1);
+    assert_non_null(a0);
+    assert_non_null(a1);
+    b->ref->ops->maxpool_forward(b->ref, d, x, y0, a0);
+    b->cpu->ops->maxpool_forward(b->cpu, d, x, y1, a1);
+    assert_same_floats("maxpool forward", y1, y0, ny);
+    assert_same_ints("maxpool argmax", a1, a0, ny);
+    b->ref->ops->maxpool_backward(b->ref, d, dy, a0, dx0);
+    b->cpu->ops->maxpool_backward(b->cpu, d, dy, a1, dx1);
+    assert_same_floats("maxpool backward", dx1, dx0, nx);
+    free(y0), free(y1), free(dy), free(dx0), free(dx1), free(a0), free(a1);
+}
+
+static void test_maxpool_matches_ref(void **state) {
+    Backends *b = *state;
+    for (size_t i = 0; i < sizeof POOL_CASES / sizeof *POOL_CASES; i++) {
+        const PoolCase *pc = &POOL_CASES[i];
+        PoolDesc d;
+        Error err;
+        assert_int_equal(pool_desc_init(&d, pc->n, pc->h, pc->w, pc->c, pc->k, pc->stride, pc->pad, &err), 0);
+        size_t nx = (size_t)d.n * d.h * d.w * d.c;
+        float *x = frand(nx, -1, 1, 600 + i);
+        maxpool_compare(b, &d, x, 610 + i);
+        free(x);
+        x = tied_values(nx, 620 + i);
+        maxpool_compare(b, &d, x, 630 + i);
+        /* NaNs and infinities: a NaN wins its window, -inf and +inf behave as numbers */
+        for (size_t j = 0; j < nx; j += 7) x[j] = j % 3 == 0 ? NAN : (j % 3 == 1 ? -INFINITY : INFINITY);
+        maxpool_compare(b, &d, x, 640 + i);
+        for (size_t j = 0; j < nx; j++) x[j] = -INFINITY; /* all -inf: the first element of each window */
+        maxpool_compare(b, &d, x, 650 + i);
+        free(x);
+    }
+}
+
+static void test_avgpool_matches_ref(void **state) {
+    Backends *b = *state;
+    const int shapes[][3] = {{3, 35, 5}, {2, 1, 17}, {4, 49, 130}, {1, 9, 1}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        int n = shapes[i][0], hw = shapes[i][1], c = shapes[i][2];
+        size_t nx = (size_t)n * hw * c, ny = (size_t)n * c;
+        float *x = frand(nx, -2, 3, 700 + i), *dy = frand(ny, -1, 1, 710 + i);
+        float *y0 = fz(ny), *y1 = fz(ny), *dx0 = fz(nx), *dx1 = fz(nx);
+        b->ref->ops->avgpool_forward(b->ref, n, hw, c, x, y0);
+        b->cpu->ops->avgpool_forward(b->cpu, n, hw, c, x, y1);
+        assert_same_floats("avgpool forward", y1, y0, ny);
+        b->ref->ops->avgpool_backward(b->ref, n, hw, c, dy, dx0);
+        b->cpu->ops->avgpool_backward(b->cpu, n, hw, c, dy, dx1);
+        assert_same_floats("avgpool backward", dx1, dx0, nx);
+        free(x), free(dy), free(y0), free(y1), free(dx0), free(dx1);
+    }
+}
+
+/* ---------------------------------------------------------------- fully connected */
+
+static void test_fc_matches_ref(void **state) {
+    Backends *b = *state;
+    const int shapes[][3] = {{3, 17, 5}, {5, 300, 10}, {1, 3, 1}, {7, 6, 263}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        int n = shapes[i][0], cin = shapes[i][1], cout = shapes[i][2];
+        size_t nx = (size_t)n * cin, nw = (size_t)cout * cin, ny = (size_t)n * cout;
+        float *x = frand(nx, -1, 1, 800 + i), *w = frand(nw, -0.5f, 0.5f, 810 + i), *bias = frand(cout, -1, 1, 820 + i);
+        float *dy = frand(ny, -1, 1, 830 + i);
+        float *y0 = fz(ny), *y1 = fz(ny), *dx0 = fz(nx), *dx1 = fz(nx), *dw0 = fz(nw), *dw1 = fz(nw);
+        float *db0 = fz(cout), *db1 = fz(cout);
+        const float *bs = i % 2 ? NULL : bias; /* fc without bias too */
+        b->ref->ops->fc_forward(b->ref, n, cin, cout, x, w, bs, y0);
+        b->cpu->ops->fc_forward(b->cpu, n, cin, cout, x, w, bs, y1);
+        assert_close("fc forward", y1, y0, ny, 1e-5, 1e-4);
+        b->ref->ops->fc_backward(b->ref, n, cin, cout, x, w, dy, dx0, dw0, db0);
+        b->cpu->ops->fc_backward(b->cpu, n, cin, cout, x, w, dy, dx1, dw1, db1);
+        assert_close("fc backward dx", dx1, dx0, nx, 1e-5, 1e-4);
+        assert_close("fc backward dw", dw1, dw0, nw, 1e-5, 1e-4);
+        assert_close("fc backward db", db1, db0, cout, 1e-5, 1e-4);
+        memset(dx1, 0, nx * sizeof *dx1); /* dx NULL: only dw and db */
+        b->cpu->ops->fc_backward(b->cpu, n, cin, cout, x, w, dy, NULL, dw1, db1);
+        assert_close("fc backward dw (no dx)", dw1, dw0, nw, 1e-5, 1e-4);
+        for (size_t j = 0; j < nx; j++) assert_true(dx1[j] == 0.0f);
+        free(x), free(w), free(bias), free(dy), free(y0), free(y1), free(dx0), free(dx1), free(dw0), free(dw1);
+        free(db0), free(db1);
+    }
+}
+
+/* ---------------------------------------------------------------- losses */
+
+/* Soft targets [n, c]: rows summing to 1 (label-smoothed / mixed), or arbitrary values in [0, 1]. */
+static float *soft_targets(int n, int c, bool normalized, uint64_t seed) {
+    float *t = frand((size_t)n * c, 0, 1, seed);
+    if (!normalized) return t;
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        for (int j = 0; j < c; j++) s += t[(size_t)i * c + j];
+        for (int j = 0; j < c; j++) t[(size_t)i * c + j] = (float)(t[(size_t)i * c + j] / s);
+    }
+    return t;
+}
+
+static void test_losses_match_ref(void **state) {
+    Backends *b = *state;
+    const int shapes[][2] = {{3, 5}, {7, 17}, {1, 1000}, {5, 1}};
+    for (int kind = 0; kind < 2; kind++)
+        for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+            for (int norm = 0; norm < 2; norm++) {
+                int n = shapes[i][0], c = shapes[i][1];
+                size_t nz = (size_t)n * c;
+                float *z = frand(nz, -8, 8, 900 + i), *t = soft_targets(n, c, norm, 910 + i);
+                float *l0 = fz(n), *l1 = fz(n), *d0 = fz(nz), *d1 = fz(nz);
+                float scale = 1.0f / n;
+                b->ref->ops->loss_forward_backward(b->ref, (LossKind)kind, n, c, z, t, scale, l0, d0);
+                b->cpu->ops->loss_forward_backward(b->cpu, (LossKind)kind, n, c, z, t, scale, l1, d1);
+                assert_close("loss", l1, l0, n, 1e-6, 1e-6);
+                assert_close("dlogits", d1, d0, nz, 1e-7, 1e-6);
+                b->cpu->ops->loss_forward_backward(b->cpu, (LossKind)kind, n, c, z, t, scale, l1, NULL);
+                assert_close("loss without dlogits", l1, l0, n, 1e-6, 1e-6);
+                free(z), free(t), free(l0), free(l1), free(d0), free(d1);
+            }
+}
+
+/* ---------------------------------------------------------------- optimizer */
+
+static void test_sgd_step_exact(void **state) {
+    Backends *b = *state;
+    const int64_t n = 1037;
+    int cases = 0;
+    for (int decoupled = 0; decoupled < 2; decoupled++)
+        for (int nesterov = 0; nesterov < 2; nesterov++)
+            for (int first = 0; first < 2; first++)
+                for (int damp = 0; damp < 2; damp++)
+                    for (int mom = 0; mom < 2; mom++)
+                        for (int wd = 0; wd < 2; wd++) {
+                            SgdStep s = {.lr = 0.37, .momentum = mom ? 0.875 : 0.0, .dampening = damp ? 0.1 : 0.0,
+                                         .weight_decay = wd ? 5e-4 : 0.0, .decay_factor = 0.73,
+                                         .nesterov = nesterov, .decoupled = decoupled, .first_step = first};
+                            float *p0 = frand(n, -1, 1, 1000 + cases), *g = frand(n, -1, 1, 1100 + cases);
+                            float *m0 = frand(n, -1, 1, 1200 + cases), *p1 = fdup(p0, n), *m1 = fdup(m0, n);
+                            for (int step = 0; step < 3; step++) {
+                                b->ref->ops->sgd_step(b->ref, &s, n, p0, g, m0);
+                                b->cpu->ops->sgd_step(b->cpu, &s, n, p1, g, m1);
+                                s.first_step = false;
+                            }
+                            assert_same_floats("sgd params", p1, p0, n);
+                            assert_same_floats("sgd momentum", m1, m0, n);
+                            free(p0), free(g), free(m0), free(p1), free(m1);
+                            cases++;
+                        }
+}
+
+/* ---------------------------------------------------------------- finite differences of the ref ops */
+
+/* A function of one input tensor for gradient checks: fills out from the inputs in ctx. */
+typedef void (*FdEval)(void *ctx, float *out);
+
+/* Checks grad [n] against central differences of L = sum r * f(in) over every element of in [n]; f writes
+ * nout outputs. Returns the relative error max|numeric - grad| / max|grad|. */
+static double fd_check(const char *name, FdEval f, void *ctx, float *in, size_t n, const float *r, size_t nout,
+                       const float *grad, float eps) {
+    float *out = fz(nout);
+    double worst = 0, gmax = 0;
+    for (size_t i = 0; i < n; i++) {
+        float keep = in[i];
+        float up = keep + eps, dn = keep - eps;
+        in[i] = up;
+        f(ctx, out);
+        double lp = dot_d(r, out, nout);
+        in[i] = dn;
+        f(ctx, out);
+        double lm = dot_d(r, out, nout);
+        in[i] = keep;
+        double num = (lp - lm) / ((double)up - dn), d = fabs(num - grad[i]);
+        if (d > worst) worst = d;
+        if (fabs(grad[i]) > gmax) gmax = fabs(grad[i]);
+    }
+    free(out);
+    double rel = worst / (gmax > 0 ? gmax : 1);
+    if (rel > 0.02) fprintf(stderr, "%s: finite differences disagree: relative error %.3g\n", name, rel);
+    return rel;
+}
+
+typedef struct ConvFd {
+    Backend *be;
+    void *plan;
+    float *x, *w;
+} ConvFd;
+
+static void conv_fd_eval(void *ctx, float *out) {
+    ConvFd *c = ctx;
+    Error err;
+    assert_int_equal(c->be->ops->conv_forward(c->be, c->plan, c->x, c->w, out, &err), 0);
+}
+
+static void test_fd_conv(void **state) {
+    Backend *ref = ((Backends *)*state)->ref;
+    const ConvCase cases[] = {{2, 5, 4, 3, 4, 3, 2, 1}, {1, 4, 5, 2, 3, 1, 1, 0}, {1, 6, 5, 2, 2, 7, 1, 3}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ConvDesc d;
+        conv_desc_of(&cases[i], &d);
+        size_t nx = (size_t)d.n * d.h * d.w * d.cin, ny = (size_t)d.n * d.oh * d.ow * d.cout;
+        size_t nw = (size_t)d.cout * d.cin * d.k * d.k;
+        ConvFd c = {ref, NULL, frand(nx, -1, 1, 1300 + i), frand(nw, -1, 1, 1310 + i)};
+        float *r = frand(ny, -1, 1, 1320 + i), *dx = fz(nx), *dw = fz(nw);
+        Error err;
+        assert_int_equal(ref->ops->conv_plan(ref, &d, &c.plan, &err), 0);
+        assert_int_equal(ref->ops->conv_backward_data(ref, c.plan, r, c.w, dx, &err), 0);
+        assert_int_equal(ref->ops->conv_backward_weights(ref, c.plan, c.x, r, dw, &err), 0);
+        assert_true(fd_check("conv dx", conv_fd_eval, &c, c.x, nx, r, ny, dx, 1e-2f) < 0.02);
+        assert_true(fd_check("conv dw", conv_fd_eval, &c, c.w, nw, r, ny, dw, 1e-2f) < 0.02);
+        ref->ops->conv_plan_free(ref, c.plan);
+        free(c.x), free(c.w), free(r), free(dx), free(dw);
+    }
+}
+
+typedef struct BnFd {
+    Backend *be;
+    int64_t rows;
+    int c;
+    float *x, *gamma, *beta;
+} BnFd;
+
+static void bn_fd_eval(void *ctx, float *out) {
+    BnFd *b = ctx;
+    float m[8], s[8], rm[8] = {0}, rv[8] = {0};
+    b->be->ops->bn_forward_train(b->be, b->rows, b->c, b->x, b->gamma, b->beta, out, m, s, rm, rv, 0.1f, 1e-5f);
+}
+
+static void test_fd_bn(void **state) {
+    Backend *ref = ((Backends *)*state)->ref;
+    BnFd b = {ref, 13, 3, frand(39, -1, 2, 1400), frand(3, 0.5f, 1.5f, 1401), frand(3, -1, 1, 1402)};
+    size_t n = (size_t)b.rows * b.c;
+    float *r = frand(n, -1, 1, 1403), *y = fz(n), *dx = fz(n), *dg = fz(3), *db = fz(3);
+    float m[3], s[3], rm[3] = {0}, rv[3] = {0};
+    ref->ops->bn_forward_train(ref, b.rows, b.c, b.x, b.gamma, b.beta, y, m, s, rm, rv, 0.1f, 1e-5f);
+    ref->ops->bn_backward(ref, b.rows, b.c, b.x, r, b.gamma, m, s, dx, dg, db);
+    assert_true(fd_check("bn dx", bn_fd_eval, &b, b.x, n, r, n, dx, 1e-2f) < 0.03);
+    assert_true(fd_check("bn dgamma", bn_fd_eval, &b, b.gamma, 3, r, n, dg, 1e-2f) < 0.02);
+    assert_true(fd_check("bn dbeta", bn_fd_eval, &b, b.beta, 3, r, n, db, 1e-2f) < 0.02);
+    free(b.x), free(b.gamma), free(b.beta), free(r), free(y), free(dx), free(dg), free(db);
+}
+
+typedef struct PoolFd {
+    Backend *be;
+    const PoolDesc *d;
+    float *x;
+    int hw, c;
+} PoolFd;
+
+static void maxpool_fd_eval(void *ctx, float *out) {
+    PoolFd *p = ctx;
+    size_t ny = (size_t)p->d->n * p->d->oh * p->d->ow * p->d->c;
+    int32_t *am = calloc(ny, sizeof *am);
+    assert_non_null(am);
+    p->be->ops->maxpool_forward(p->be, p->d, p->x, out, am);
+    free(am);
+}
+
+static void test_fd_maxpool(void **state) {
+    Backend *ref = ((Backends *)*state)->ref;
+    PoolDesc d;
+    Error err;
+    assert_int_equal(pool_desc_init(&d, 2, 5, 6, 3, 3, 2, 1, &err), 0);
+    size_t nx = (size_t)d.n * d.h * d.w * d.c, ny = (size_t)d.n * d.oh * d.ow * d.c;
+    /* distinct values 0.1 apart, shuffled: no ties, and a 1e-2 step never changes a window's winner */
+    float *x = fz(nx);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)((i * 37) % nx) * 0.1f - 5.0f;
+    float *r = frand(ny, -1, 1, 1500), *y = fz(ny), *dx = fz(nx);
+    int32_t *am = calloc(ny, sizeof *am);
+    assert_non_null(am);
+    ref->ops->maxpool_forward(ref, &d, x, y, am);
+    ref->ops->maxpool_backward(ref, &d, r, am, dx);
+    PoolFd p = {ref, &d, x, 0, 0};
+    assert_true(fd_check("maxpool dx", maxpool_fd_eval, &p, x, nx, r, ny, dx, 1e-2f) < 0.02);
+    free(x), free(r), free(y), free(dx), free(am);
+}
+
+static void avgpool_fd_eval(void *ctx, float *out) {
+    PoolFd *p = ctx;
+    p->be->ops->avgpool_forward(p->be, 2, p->hw, p->c, p->x, out);
+}
+
+static void test_fd_avgpool(void **state) {
+    Backend *ref = ((Backends *)*state)->ref;
+    int hw = 7, c = 3;
+    size_t nx = (size_t)2 * hw * c, ny = (size_t)2 * c;
+    PoolFd p = {ref, NULL, frand(nx, -1, 1, 1600), hw, c};
+    float *r = frand(ny, -1, 1, 1601), *dx = fz(nx);
+    ref->ops->avgpool_backward(ref, 2, hw, c, r, dx);
+    assert_true(fd_check("avgpool dx", avgpool_fd_eval, &p, p.x, nx, r, ny, dx, 1e-2f) < 0.02);
+    free(p.x), free(r), free(dx);
+}
+
+typedef struct FcFd {
+    Backend *be;
+    int n, cin, cout;
+    float *x, *w, *b;
+} FcFd;
+
+static void fc_fd_eval(void *ctx, float *out) {
+    FcFd *f = ctx;
+    f->be->ops->fc_forward(f->be, f->n, f->cin, f->cout, f->x, f->w, f->b, out);
+}
+
+static void test_fd_fc(void **state) {
+    Backend *ref = ((Backends *)*state)->ref;
+    FcFd f = {ref, 3, 5, 4, frand(15, -1, 1, 1700), frand(20, -1, 1, 1701), frand(4, -1, 1, 1702)};
+    float *r = frand(12, -1, 1, 1703), *dx = fz(15), *dw = fz(20), *db = fz(4);
+    ref->ops->fc_backward(ref, f.n, f.cin, f.cout, f.x, f.w, r, dx, dw, db);
+    assert_true(fd_check("fc dx", fc_fd_eval, &f, f.x, 15, r, 12, dx, 1e-2f) < 0.02);
+    assert_true(fd_check("fc dw", fc_fd_eval, &f, f.w, 20, r, 12, dw, 1e-2f) < 0.02);
+    assert_true(fd_check("fc db", fc_fd_eval, &f, f.b, 4, r, 12, db, 1e-2f) < 0.02);
+    free(f.x), free(f.w), free(f.b), free(r), free(dx), free(dw), free(db);
+}
+
+typedef struct LossFd {
+    Backend *be;
+    LossKind kind;
+    int n, c;
+    float *z, *t;
+} LossFd;
+
+/* The per-sample losses; with r = grad_scale everywhere, sum r * loss is the scaled total loss. */
+static void loss_fd_eval(void *ctx, float *out) {
+    LossFd *l = ctx;
+    l->be->ops->loss_forward_backward(l->be, l->kind, l->n, l->c, l->z, l->t, 1.0f, out, NULL);
+}
+
+static void test_fd_losses(void **state) {
+    Backend *ref = ((Backends *)*state)->ref;
+    for (int kind = 0; kind < 2; kind++)
+        for (int norm = 0; norm < 2; norm++) {
+            LossFd l = {ref, (LossKind)kind, 3, 6, frand(18, -3, 3, 1800 + norm),
+                        soft_targets(3, 6, norm, 1810 + norm)};
+            float scale = 0.25f, r[3] = {scale, scale, scale}, loss[3], *dz = fz(18);
+            ref->ops->loss_forward_backward(ref, l.kind, l.n, l.c, l.z, l.t, scale, loss, dz);
+            assert_true(fd_check(kind ? "bce dlogits" : "soft ce dlogits", loss_fd_eval, &l, l.z, 18, r, 3, dz, 1e-2f) <
+                        0.02);
+            free(l.z), free(l.t), free(dz);
+        }
+}
+
+/* ---------------------------------------------------------------- determinism */
+
+static void test_cpu_deterministic(void **state) {
+    Backend *cpu = ((Backends *)*state)->cpu;
+    ConvDesc d;
+    Error err = {{0}};
+    assert_int_equal(conv_desc_init(&d, 4, 14, 14, 32, 48, 3, 1, 1, &err), 0);
+    size_t nx = (size_t)d.n * d.h * d.w * d.cin, ny = (size_t)d.n * d.oh * d.ow * d.cout;
+    size_t nw = (size_t)d.cout * d.cin * d.k * d.k;
+    float *x = frand(nx, -1, 1, 1900), *dy = frand(ny, -1, 1, 1901), *dw0 = fz(nw), *dw1 = fz(nw);
+    void *plan;
+    assert_int_equal(cpu->ops->conv_plan(cpu, &d, &plan, &err), 0);
+    assert_int_equal(cpu->ops->conv_backward_weights(cpu, plan, x, dy, dw0, &err), 0);
+    assert_int_equal(cpu->ops->conv_backward_weights(cpu, plan, x, dy, dw1, &err), 0);
+    assert_same_floats("conv backward weights, twice", dw1, dw0, nw);
+    cpu->ops->conv_plan_free(cpu, plan);
+
+    int64_t rows = 20011;
+    int c = 40;
+    size_t n = (size_t)rows * c;
+    float *bx = frand(n, -1, 3, 1902), *g = frand(c, 0.5f, 1.5f, 1903), *be_ = frand(c, -1, 1, 1904);
+    float *y[2], *m[2], *s[2], *rm[2], *rv[2];
+    for (int k = 0; k < 2; k++) {
+        y[k] = fz(n), m[k] = fz(c), s[k] = fz(c), rm[k] = fz(c), rv[k] = fz(c);
+        cpu->ops->bn_forward_train(cpu, rows, c, bx, g, be_, y[k], m[k], s[k], rm[k], rv[k], 0.1f, 1e-5f);
+    }
+    assert_same_floats("bn forward y, twice", y[1], y[0], n);
+    assert_same_floats("bn forward mean, twice", m[1], m[0], c);
+    assert_same_floats("bn forward invstd, twice", s[1], s[0], c);
+    assert_same_floats("bn forward running_var, twice", rv[1], rv[0], c);
+    free(x), free(dy), free(dw0), free(dw1), free(bx), free(g), free(be_);
+    for (int k = 0; k < 2; k++) free(y[k]), free(m[k]), free(s[k]), free(rm[k]), free(rv[k]);
+}
+
+/* Other thread counts (one, and more than the cores) give the same results as the reference, and the
+ * convolutions leave the caller's OpenMP thread count as it was. */
+static void test_cpu_thread_counts(void **state) {
+    Backend *ref = ((Backends *)*state)->ref;
+    const int counts[] = {1, 3};
+    const ConvCase cc = {3, 9, 11, 17, 6, 3, 2, 1};
+    ConvDesc d;
+    conv_desc_of(&cc, &d);
+    size_t nx = (size_t)d.n * d.h * d.w * d.cin, ny = (size_t)d.n * d.oh * d.ow * d.cout;
+    size_t nw = (size_t)d.cout * d.cin * d.k * d.k;
+    float *x = frand(nx, -1, 1, 2000), *w = frand(nw, -0.5f, 0.5f, 2001), *y0 = fz(ny), *y1 = fz(ny);
+    int64_t rows = 1001;
+    int c = 17;
+    size_t n = (size_t)rows * c;
+    float *bx = frand(n, -1, 1, 2002), *g = frand(c, 0.5f, 1.5f, 2003), *bb = frand(c, -1, 1, 2004);
+    float *by0 = fz(n), *by1 = fz(n), *m = fz(c), *s = fz(c), *rm = fz(c), *rv = fz(c);
+    Error err = {{0}};
+    void *rplan;
+    assert_int_equal(ref->ops->conv_plan(ref, &d, &rplan, &err), 0);
+    assert_int_equal(ref->ops->conv_forward(ref, rplan, x, w, y0, &err), 0);
+    ref->ops->bn_forward_train(ref, rows, c, bx, g, bb, by0, m, s, rm, rv, 0.1f, 1e-5f);
+    for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
+        Backend *cpu;
+        assert_int_equal(backend_create("cpu", counts[i], &cpu, &err), 0);
+        assert_int_equal(cpu->threads, counts[i]);
+        int before = omp_get_max_threads();
+        void *plan;
+        assert_int_equal(cpu->ops->conv_plan(cpu, &d, &plan, &err), 0);
+        assert_int_equal(cpu->ops->conv_forward(cpu, plan, x, w, y1, &err), 0);
+        assert_int_equal(omp_get_max_threads(), before);
+        assert_close("conv forward, other thread count", y1, y0, ny, 1e-5, 1e-4);
+        cpu->ops->bn_forward_train(cpu, rows, c, bx, g, bb, by1, m, s, rm, rv, 0.1f, 1e-5f);
+        assert_close("bn forward, other thread count", by1, by0, n, 1e-5, 1e-4);
+        cpu->ops->conv_plan_free(cpu, plan);
+        backend_destroy(cpu);
+    }
+    ref->ops->conv_plan_free(ref, rplan);
+    free(x), free(w), free(y0), free(y1), free(bx), free(g), free(bb), free(by0), free(by1);
+    free(m), free(s), free(rm), free(rv);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_memory),
+        cmocka_unit_test(test_conv_matches_ref),
+        cmocka_unit_test(test_conv_plan_error),
+        cmocka_unit_test(test_bn_train_matches_ref),
+        cmocka_unit_test(test_bn_eval_matches_ref),
+        cmocka_unit_test(test_bn_backward_matches_ref),
+        cmocka_unit_test(test_elementwise_exact),
+        cmocka_unit_test(test_maxpool_matches_ref),
+        cmocka_unit_test(test_avgpool_matches_ref),
+        cmocka_unit_test(test_fc_matches_ref),
+        cmocka_unit_test(test_losses_match_ref),
+        cmocka_unit_test(test_sgd_step_exact),
+        cmocka_unit_test(test_fd_conv),
+        cmocka_unit_test(test_fd_bn),
+        cmocka_unit_test(test_fd_maxpool),
+        cmocka_unit_test(test_fd_avgpool),
+        cmocka_unit_test(test_fd_fc),
+        cmocka_unit_test(test_fd_losses),
+        cmocka_unit_test(test_cpu_deterministic),
+        cmocka_unit_test(test_cpu_thread_counts),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

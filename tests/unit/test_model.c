@@ -1,0 +1,263 @@
+/* test_model.c — the ResNet builders against torchvision's state_dict (names, order, shapes, parameter counts,
+ * from tests/fixtures/torchvision_keys.json written by tools/make_fixtures.py), the CIFAR variants' structure,
+ * initializers, gradient accumulation, and eval-mode forward of the cpu backend against the ref backend. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fsutil.h"
+#include "core/rng.h"
+#include "model/init.h"
+#include "model/resnet.h"
+#include "testutil.h"
+
+static ResnetOptions options(const char *name, int classes) {
+    static char buf[64];
+    snprintf(buf, sizeof buf, "%s", name);
+    ResnetOptions o = {.model_name = buf, .num_classes = classes, .groups = 1, .width_per_group = 64};
+    return o;
+}
+
+static void test_torchvision_state_dicts(void **state) {
+    (void)state;
+    uint8_t *text;
+    size_t size;
+    Error err;
+    assert_int_equal(fs_read_all(tu_fixture("torchvision_keys.json"), &text, &size, &err), 0);
+    cJSON *root = cJSON_Parse((const char *)text);
+    assert_non_null(root);
+    const char *archs[] = {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"};
+    for (int a = 0; a < 5; a++) {
+        const cJSON *entry = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "models"), archs[a]);
+        const cJSON *sd = cJSON_GetObjectItem(entry, "state_dict");
+        ResnetOptions o = options(archs[a], 1000);
+        Model m;
+        assert_int_equal(resnet_build(&o, 3, &m, &err), 0);
+        assert_int_equal(m.n_params, cJSON_GetArraySize(sd));
+        for (int i = 0; i < m.n_params; i++) {
+            const cJSON *kv = cJSON_GetArrayItem(sd, i), *shape = cJSON_GetArrayItem(kv, 1);
+            if (strcmp(m.params[i].name, cJSON_GetArrayItem(kv, 0)->valuestring) != 0)
+                fprintf(stderr, "%s: param %d is %s, torchvision has %s\n", archs[a], i, m.params[i].name,
+                        cJSON_GetArrayItem(kv, 0)->valuestring);
+            assert_string_equal(m.params[i].name, cJSON_GetArrayItem(kv, 0)->valuestring);
+            assert_int_equal(m.params[i].ndim, cJSON_GetArraySize(shape));
+            for (int d = 0; d < m.params[i].ndim; d++)
+                assert_int_equal(m.params[i].shape[d], cJSON_GetArrayItem(shape, d)->valuedouble);
+        }
+        assert_int_equal(model_num_parameters(&m), (int64_t)cJSON_GetObjectItem(entry, "num_parameters")->valuedouble);
+        model_free(&m);
+    }
+    /* the number the issue states, independent of the fixture */
+    ResnetOptions o = options("resnet50", 1000);
+    Model m;
+    assert_int_equal(resnet_build(&o, 3, &m, &err), 0);
+    assert_int_equal(model_num_parameters(&m), 25557032);
+    model_free(&m);
+    cJSON_Delete(root);
+    free(text);
+}
+
+/* He et al.'s CIFAR ResNet parameter count with 1x1-conv (option B) shortcuts, from the paper's structure. */
+static int64_t cifar_params(int n, int w, int cin, int classes) {
+    int64_t total = (int64_t)cin * w * 9 + 2 * w, in = w;
+    for (int s = 0; s < 3; s++) {
+        int64_t planes = (int64_t)w << s;
+        for (int b = 0; b < n; b++) {
+            total += in * planes * 9 + planes * planes * 9 + 4 * planes;
+            if ((b == 0 && s > 0) || in != planes) total += in * planes + 2 * planes;
+            in = planes;
+        }
+    }
+    return total + in * classes + classes;
+}
+
+static void test_cifar_resnets(void **state) {
+    (void)state;
+    Error err;
+    const struct { const char *name; int n; } cases[] = {{"resnet20", 3}, {"resnet56", 9}, {"resnet8", 1}};
+    for (int i = 0; i < 3; i++) {
+        ResnetOptions o = options(cases[i].name, 10);
+        Model m;
+        assert_int_equal(resnet_build(&o, 3, &m, &err), 0);
+        assert_int_equal(model_num_parameters(&m), cifar_params(cases[i].n, 16, 3, 10));
+    assert_int_equal(m.layers[0].k, 3);
+        assert_int_equal(m.layers[0].stride, 1);
+        for (int l = 0; l < m.n_layers; l++) assert_int_not_equal(m.layers[l].kind, LAYER_MAXPOOL);
+        model_free(&m);
+    }
+    ResnetOptions bad = options("resnet21", 10);
+    Model m;
+    assert_int_equal(resnet_build(&bad, 3, &m, &err), -1);
+    assert_non_null(strstr(err.msg, "unknown model 'resnet21'"));
+}
+
+static void test_initializers(void **state) {
+    (void)state;
+    Error err;
+    Backend *be;
+    assert_int_equal(backend_create("ref", 1, &be, &err), 0);
+    ResnetOptions o = options("resnet50", 1000);
+    char *names[3] = {"KAIMING_NORMAL", "bn_uniform", "LINEAR_LOG_CONSTANT_BIAS"};
+    o.initializers.n = 3;
+    for (int i = 0; i < 3; i++) o.initializers.v[i] = names[i];
+    Model m;
+    assert_int_equal(resnet_build(&o, 3, &m, &err), 0);
+    assert_int_equal(model_alloc(&m, be, &err), 0);
+    assert_int_equal(init_weights(&m, &o, 7, &err), 0);
+    /* KAIMING_NORMAL: std sqrt(2 / fan_in) on a conv (layer3.0.conv2: 256*3*3 fan-in) and the fc */
+    const char *wnames[2] = {"layer3.0.conv2.weight", "fc.weight"};
+    double fan_in[2] = {256 * 9, 2048};
+    for (int k = 0; k < 2; k++) {
+        int p = model_find_param(&m, wnames[k]);
+        const float *w = model_param_data(&m, p);
+        double s = 0, s2 = 0;
+        for (int64_t i = 0; i < m.params[p].numel; i++) {
+            s += w[i];
+            s2 += (double)w[i] * w[i];
+        }
+        double mean = s / m.params[p].numel, sd = sqrt(s2 / m.params[p].numel - mean * mean);
+        assert_true(fabs(sd / sqrt(2.0 / fan_in[k]) - 1.0) < 0.02);
+        assert_true(fabs(mean) < 0.01 * sd + 1e-4);
+    }
+    /* BN_UNIFORM: weights in [0, 1), mean about 1/2; biases 0 */
+    int bw = model_find_param(&m, "layer1.0.bn3.weight"), bb = model_find_param(&m, "layer1.0.bn3.bias");
+    const float *g = model_param_data(&m, bw), *b = model_param_data(&m, bb);
+    double s = 0;
+    for (int i = 0; i < 256; i++) {
+        assert_true(g[i] >= 0.0f && g[i] < 1.0f);
+        assert_true(b[i] == 0.0f);
+        s += g[i];
+    }
+    assert_true(fabs(s / 256 - 0.5) < 0.1);
+    /* LINEAR_LOG_CONSTANT_BIAS: fc bias = -log(1000) */
+    const float *fb = model_param_data(&m, model_find_param(&m, "fc.bias"));
+    for (int i = 0; i < 1000; i++) assert_true(fabs(fb[i] + log(1000.0)) < 1e-6);
+    /* running statistics start at mean 0, var 1 */
+    const float *rv = model_param_data(&m, model_find_param(&m, "bn1.running_var"));
+    assert_true(rv[0] == 1.0f && rv[63] == 1.0f);
+    model_free(&m);
+
+    /* torchvision defaults: conv fan_out std, BN ones, fc bias within 1/sqrt(fan_in); zero_init_residual */
+    ResnetOptions d = options("resnet18", 10);
+    d.zero_init_residual = true;
+    assert_int_equal(resnet_build(&d, 3, &m, &err), 0);
+    assert_int_equal(model_alloc(&m, be, &err), 0);
+    assert_int_equal(init_weights(&m, &d, 1, &err), 0);
+    assert_true(model_param_data(&m, model_find_param(&m, "layer1.0.bn2.weight"))[5] == 0.0f);
+    assert_true(model_param_data(&m, model_find_param(&m, "layer1.0.bn1.weight"))[5] == 1.0f);
+    assert_true(model_param_data(&m, model_find_param(&m, "layer2.0.downsample.1.weight"))[5] == 1.0f);
+    const float *fcb = model_param_data(&m, model_find_param(&m, "fc.bias"));
+    for (int i = 0; i < 10; i++) assert_true(fabsf(fcb[i]) <= 1.0f / sqrtf(512.0f));
+    model_free(&m);
+
+    ResnetOptions u = options("resnet18", 10);
+    char *bogus[1] = {"GLOROT"};
+    u.initializers.n = 1;
+    u.initializers.v[0] = bogus[0];
+    assert_int_equal(init_check_names(&u, &err), -1);
+    assert_non_null(strstr(err.msg, "GLOROT"));
+    backend_destroy(be);
+}
+
+/* Two micro-batches with accumulate give the sum of their separate gradients; and a cpu forward in eval
+ * mode matches the ref backend. */
+static void test_accumulation_and_eval(void **state) {
+    (void)state;
+    Error err;
+    Backend *be;
+    assert_int_equal(backend_create("cpu", 2, &be, &err), 0);
+    ResnetOptions o = options("resnet8", 5);
+    o.width = 4;
+    Model m;
+    assert_int_equal(resnet_build(&o, 2, &m, &err), 0);
+    assert_int_equal(model_alloc(&m, be, &err), 0);
+    assert_int_equal(init_weights(&m, &o, 3, &err), 0);
+    int n = 4, res = 10, c = 2, classes = 5;
+    Plan *p;
+    assert_int_equal(plan_create(&m, n, res, res, true, &p, &err), 0);
+    float *x = malloc((size_t)2 * n * res * res * c * sizeof *x);
+    tu_fill_uniform(x, (size_t)2 * n * res * res * c, -1, 1, 11);
+    float target[4 * 5] = {0}, loss[4];
+    for (int i = 0; i < n; i++) target[i * classes + i % classes] = 1;
+    int out = model_output(&m);
+    float *sum = calloc((size_t)m.n_weights, sizeof *sum), *acc = malloc((size_t)m.n_weights * sizeof *acc);
+    for (int k = 0; k < 2; k++) {
+        memcpy(p->act[0], x + (size_t)k * n * res * res * c, (size_t)n * res * res * c * sizeof *x);
+        assert_int_equal(model_forward(&m, p, true, &err), 0);
+        be->ops->loss_forward_backward(be, LOSS_SOFT_CROSS_ENTROPY, n, classes, p->act[out], target, 0.125f, loss,
+                                       p->grad[out]);
+        assert_int_equal(model_backward(&m, p, false, &err), 0);
+        for (int64_t i = 0; i < m.n_weights; i++) sum[i] += m.grads[i];
+    }
+    for (int k = 0; k < 2; k++) {
+        memcpy(p->act[0], x + (size_t)k * n * res * res * c, (size_t)n * res * res * c * sizeof *x);
+        assert_int_equal(model_forward(&m, p, true, &err), 0);
+        be->ops->loss_forward_backward(be, LOSS_SOFT_CROSS_ENTROPY, n, classes, p->act[out], target, 0.125f, loss,
+                                       p->grad[out]);
+        assert_int_equal(model_backward(&m, p, k > 0, &err), 0);
+    }
+    memcpy(acc, m.grads, (size_t)m.n_weights * sizeof *acc);
+    assert_close("accumulated gradients", acc, sum, (size_t)m.n_weights, 1e-7, 1e-5);
+
+    /* eval forward: cpu vs ref on the same weights */
+    Backend *rb;
+    assert_int_equal(backend_create("ref", 1, &rb, &err), 0);
+    Model r;
+    assert_int_equal(resnet_build(&o, 2, &r, &err), 0);
+    assert_int_equal(model_alloc(&r, rb, &err), 0);
+    memcpy(r.weights, m.weights, (size_t)m.n_weights * sizeof(float));
+    memcpy(r.buffers, m.buffers, (size_t)m.n_buffers * sizeof(float));
+    Plan *pe, *re;
+    assert_int_equal(plan_create(&m, n, res, res, false, &pe, &err), 0);
+    assert_int_equal(plan_create(&r, n, res, res, false, &re, &err), 0);
+    memcpy(pe->act[0], x, (size_t)n * res * res * c * sizeof *x);
+    memcpy(re->act[0], x, (size_t)n * res * res * c * sizeof *x);
+    assert_int_equal(model_forward(&m, pe, false, &err), 0);
+    assert_int_equal(model_forward(&r, re, false, &err), 0);
+    assert_close("eval logits", pe->act[out], re->act[out], (size_t)n * classes, 1e-5, 1e-4);
+    /* a train-mode forward needs a train plan; a micro-batch of 1 at 1x1 would give BN one value */
+    assert_int_equal(model_forward(&m, pe, true, &err), -1);
+    plan_destroy(&m, pe);
+    plan_destroy(&r, re);
+    model_free(&r);
+    backend_destroy(rb);
+    free(x);
+    free(sum);
+    free(acc);
+    plan_destroy(&m, p);
+    model_free(&m);
+    backend_destroy(be);
+}
+
+static void test_plan_errors(void **state) {
+    (void)state;
+    Error err;
+    Backend *be;
+    assert_int_equal(backend_create("cpu", 1, &be, &err), 0);
+    ResnetOptions o = options("resnet18", 10);
+    Model m;
+    assert_int_equal(resnet_build(&o, 3, &m, &err), 0);
+    assert_int_equal(model_alloc(&m, be, &err), 0);
+    Plan *p = NULL;
+    /* 1x1 images: the 7x7/2 stem gives 1x1, the max-pool 1x1, then the stride-2 stages still 1x1 — fine;
+     * but batch 1 in training gives BN a single value per channel at the last stage */
+    assert_int_equal(plan_create(&m, 1, 16, 16, true, &p, &err), 0);
+    assert_int_equal(model_forward(&m, p, true, &err), -1);
+    assert_non_null(strstr(err.msg, "1 value per channel"));
+    plan_destroy(&m, p);
+    model_free(&m);
+    backend_destroy(be);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_torchvision_state_dicts),
+        cmocka_unit_test(test_cifar_resnets),
+        cmocka_unit_test(test_initializers),
+        cmocka_unit_test(test_accumulation_and_eval),
+        cmocka_unit_test(test_plan_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
