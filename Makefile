@@ -5,7 +5,7 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build demo test test-unit test-asan bench clean
+.PHONY: all deps build demo demo-imagenet test test-asan clean
 
 all: build
 
@@ -21,6 +21,14 @@ build: deps $(BUILD)/CMakeCache.txt
 # The main job: ResNet-20 on Fashion-MNIST to about 93% test accuracy (a few minutes on 2 cores).
 demo: build
 	$(BUILD)/ctrain train -f recipes/fmnist_resnet20.yaml --run_dir runs/demo
+
+# The ImageNet data path on data that installs anywhere: Fashion-MNIST rendered as an ImageFolder of JPEGs,
+# converted to FFCV .beton files, trained with RandomResizedCrop (about 2 minutes on 2 cores).
+demo-imagenet: build
+	@[ -d data/fmnist-jpeg/train ] || $(BUILD)/make-imagefolder fmnist data/fmnist-jpeg --train 10000 --val 2000
+	$(BUILD)/ctrain convert data/fmnist-jpeg/train data/fmnist-jpeg/train.beton --write_mode proportion --seed 0
+	$(BUILD)/ctrain convert data/fmnist-jpeg/val data/fmnist-jpeg/val.beton --write_mode proportion --seed 0
+	$(BUILD)/ctrain train -f recipes/fmnist_imagenet_path.yaml --run_dir runs/demo-imagenet
 
 # The whole suite: unit tests, PyTorch parity, CLI and training tests, then the unit tests under ASan/UBSan.
 test: build

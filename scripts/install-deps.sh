@@ -10,7 +10,9 @@ PACKAGES=(
   libcjson-dev                  # safetensors headers, metrics.jsonl
   zlib1g-dev                    # gzipped IDX files
   libpng-dev libturbojpeg0-dev  # PNG / JPEG images (ctrain predict)
+  libjpeg62-turbo-dev           # libjpeg API of the same library: crop decoding in the data loader
   libcmocka-dev                 # unit tests
+  libssl-dev                    # (tests: sha256 of fixture payloads)
   dataset-fashion-mnist         # the demo's data (/usr/share/datasets/fashion-mnist)
 )
 

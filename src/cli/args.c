@@ -1,26 +1,84 @@
 /* args.c — splitting a command line into ctrain flags, positional words and recipe overrides. */
+#include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 
-static bool takes(const char *const *flags, const char *name) {
-    for (int i = 0; flags[i]; i++)
-        if (strcmp(flags[i], name) == 0) return true;
-    return false;
+typedef enum FlagType { FLAG_BOOL, FLAG_STRING, FLAG_INT, FLAG_INT64, FLAG_DOUBLE } FlagType;
+
+/* Every flag any command takes: its name, type and place in CliArgs (commands say which they accept). */
+static const struct {
+    const char *name;
+    FlagType type;
+    size_t offset;
+} FLAGS[] = {
+    {"file", FLAG_STRING, offsetof(CliArgs, recipe)},       {"device", FLAG_STRING, offsetof(CliArgs, device)},
+    {"run_dir", FLAG_STRING, offsetof(CliArgs, run_dir)},    {"load", FLAG_STRING, offsetof(CliArgs, load)},
+    {"input", FLAG_STRING, offsetof(CliArgs, input)},        {"output", FLAG_STRING, offsetof(CliArgs, output)},
+    {"model", FLAG_STRING, offsetof(CliArgs, model)},        {"loader", FLAG_STRING, offsetof(CliArgs, loader)},
+    {"write_mode", FLAG_STRING, offsetof(CliArgs, write_mode)}, {"labels", FLAG_STRING, offsetof(CliArgs, labels)},
+    {"threads", FLAG_INT, offsetof(CliArgs, threads)},       {"batch", FLAG_INT, offsetof(CliArgs, batch)},
+    {"res", FLAG_INT, offsetof(CliArgs, res)},               {"steps", FLAG_INT, offsetof(CliArgs, steps)},
+    {"warmup", FLAG_INT, offsetof(CliArgs, warmup)},         {"classes", FLAG_INT, offsetof(CliArgs, classes)},
+    {"channels", FLAG_INT, offsetof(CliArgs, channels)},     {"width", FLAG_INT, offsetof(CliArgs, width)},
+    {"top", FLAG_INT, offsetof(CliArgs, top)},               {"size", FLAG_INT, offsetof(CliArgs, size)},
+    {"epochs", FLAG_INT, offsetof(CliArgs, epochs)},         {"max_resolution", FLAG_INT, offsetof(CliArgs, max_resolution)},
+    {"jpeg_quality", FLAG_INT, offsetof(CliArgs, jpeg_quality)}, {"num_workers", FLAG_INT, offsetof(CliArgs, num_workers)},
+    {"compress_probability", FLAG_DOUBLE, offsetof(CliArgs, compress_probability)},
+    {"smart_threshold", FLAG_INT64, offsetof(CliArgs, smart_threshold)},
+    {"page_size", FLAG_INT64, offsetof(CliArgs, page_size)}, {"seed", FLAG_INT64, offsetof(CliArgs, seed)},
+    {"quiet", FLAG_BOOL, offsetof(CliArgs, quiet)},          {"dump", FLAG_BOOL, offsetof(CliArgs, dump)},
+    {"json", FLAG_BOOL, offsetof(CliArgs, json)},
+};
+
+/* Stores the value word v of flag f into a. */
+static int set_flag(int f, const char *v, CliArgs *a, Error *err) {
+    char *dst = (char *)a + FLAGS[f].offset, *end;
+    errno = 0;
+    switch (FLAGS[f].type) {
+    case FLAG_STRING:
+        *(const char **)dst = v;
+        return 0;
+    case FLAG_INT: {
+        long x = strtol(v, &end, 10);
+        if (*end || !*v || x < 0 || x > (1L << 30)) break;
+        *(int *)dst = (int)x;
+        return 0;
+    }
+    case FLAG_INT64: {
+        long long x = strtoll(v, &end, 10);
+        if (*end || !*v || errno) break;
+        *(int64_t *)dst = x;
+        return 0;
+    }
+    case FLAG_DOUBLE: {
+        double x = strtod(v, &end);
+        if (*end || !*v || errno) break;
+        *(double *)dst = x;
+        return 0;
+    }
+    case FLAG_BOOL:
+        return 0;
+    }
+    return error_set(err, "--%s: expected a %s, got '%s'", FLAGS[f].name,
+                     FLAGS[f].type == FLAG_DOUBLE ? "number" : "non-negative integer", v);
 }
 
-static int int_value(const char *flag, const char *v, int *out, Error *err) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*end || x < 0 || x > 1 << 30) return error_set(err, "--%s: expected a non-negative integer, got '%s'", flag, v);
-    *out = (int)x;
-    return 0;
+static int flag_index(const char *const *accepted, const char *name) {
+    for (int i = 0; accepted[i]; i++)
+        if (strcmp(accepted[i], name) == 0)
+            for (int f = 0; f < (int)(sizeof FLAGS / sizeof FLAGS[0]); f++)
+                if (strcmp(FLAGS[f].name, name) == 0) return f;
+    return -1;
 }
 
 int cli_parse(int argc, char **argv, const char *const *flags, CliArgs *a, Error *err) {
     memset(a, 0, sizeof *a);
+    a->smart_threshold = -1;
+    a->compress_probability = -1;
     a->positional = calloc((size_t)argc + 1, sizeof *a->positional);
     a->overrides = calloc((size_t)argc + 1, sizeof *a->overrides);
     if (!a->positional || !a->overrides) return error_set(err, "out of memory");
@@ -39,35 +97,16 @@ int cli_parse(int argc, char **argv, const char *const *flags, CliArgs *a, Error
             a->help = true;
             continue;
         }
-        const char *name = strncmp(w, "--", 2) == 0 ? w + 2 : (strcmp(w, "-f") == 0 ? "file" : NULL);
-        if (name && strcmp(name, "f") == 0) name = "file";
-        if (name && takes(flags, name)) {
+        const char *name = strcmp(w, "-f") == 0 ? "file" : strncmp(w, "--", 2) == 0 ? w + 2 : NULL;
+        int f = name ? flag_index(flags, name) : -1;
+        if (f >= 0) {
             in_overrides = false;
-            /* boolean flags */
-            if (strcmp(name, "quiet") == 0) { a->quiet = true; continue; }
-            if (strcmp(name, "dump") == 0) { a->dump = true; continue; }
-            if (strcmp(name, "json") == 0) { a->json = true; continue; }
+            if (FLAGS[f].type == FLAG_BOOL) {
+                *(bool *)((char *)a + FLAGS[f].offset) = true;
+                continue;
+            }
             if (i + 1 >= argc) return error_set(err, "--%s needs a value", name);
-            const char *v = argv[++i];
-            int rc = 0;
-            if (strcmp(name, "file") == 0) a->recipe = v;
-            else if (strcmp(name, "device") == 0) a->device = v;
-            else if (strcmp(name, "run_dir") == 0) a->run_dir = v;
-            else if (strcmp(name, "load") == 0) a->load = v;
-            else if (strcmp(name, "input") == 0) a->input = v;
-            else if (strcmp(name, "output") == 0) a->output = v;
-            else if (strcmp(name, "model") == 0) a->model = v;
-            else if (strcmp(name, "threads") == 0) rc = int_value(name, v, &a->threads, err);
-            else if (strcmp(name, "batch") == 0) rc = int_value(name, v, &a->batch, err);
-            else if (strcmp(name, "res") == 0) rc = int_value(name, v, &a->res, err);
-            else if (strcmp(name, "steps") == 0) rc = int_value(name, v, &a->steps, err);
-            else if (strcmp(name, "warmup") == 0) rc = int_value(name, v, &a->warmup, err);
-            else if (strcmp(name, "classes") == 0) rc = int_value(name, v, &a->classes, err);
-            else if (strcmp(name, "channels") == 0) rc = int_value(name, v, &a->channels, err);
-            else if (strcmp(name, "width") == 0) rc = int_value(name, v, &a->width, err);
-            else if (strcmp(name, "top") == 0) rc = int_value(name, v, &a->top, err);
-            else if (strcmp(name, "size") == 0) rc = int_value(name, v, &a->size, err);
-            if (rc) return -1;
+            if (set_flag(f, argv[++i], a, err)) return -1;
             continue;
         }
         if (strncmp(w, "--", 2) == 0) {

@@ -22,7 +22,13 @@ typedef struct CliArgs {
     const char *input;         /* --input X.npy */
     const char *output;        /* --output L.npy */
     const char *model;         /* --model (bench) */
-    int batch, res, steps, warmup, classes, channels, width, top, size;
+    const char *loader;        /* --loader FILE.beton (bench) */
+    const char *write_mode;    /* --write_mode (convert) */
+    const char *labels;        /* --labels Y.npy (convert) */
+    int batch, res, steps, warmup, classes, channels, width, top, size, epochs;
+    int max_resolution, jpeg_quality, num_workers;
+    double compress_probability;
+    int64_t smart_threshold, page_size, seed;
     bool quiet, dump, json, help;
     char **positional;         /* predict inputs */
     int n_positional;
@@ -42,5 +48,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 
 #endif

@@ -12,7 +12,9 @@ static void usage(FILE *out) {
             "  train    train a model from a recipe        ctrain train -f recipes/fmnist_resnet20.yaml\n"
             "  eval     evaluate saved weights            ctrain eval -f RECIPE --load W.safetensors\n"
             "  predict  classify images or an array       ctrain predict -f RECIPE --load W.safetensors x.png\n"
-            "  bench    time the training step            ctrain bench --model resnet50 --batch 32 --res 224\n\n"
+            "  bench    time the training step            ctrain bench --model resnet50 --batch 32 --res 224\n"
+            "  convert  write an FFCV .beton              ctrain convert imagenet/train train.beton\n"
+            "  inspect  show what a .beton holds          ctrain inspect train.beton [--json]\n\n"
             "ctrain <command> --help shows a command's options; ctrain --version the build.\n",
             CTRAIN_VERSION);
 }
@@ -35,6 +37,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "predict") == 0) return cmd_predict(argc - 2, argv + 2);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 2, argv + 2);
+    if (strcmp(cmd, "convert") == 0) return cmd_convert(argc - 2, argv + 2);
+    if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 2, argv + 2);
     fprintf(stderr, "ctrain: unknown command '%s' (try ctrain --help)\n", cmd);
     return 2;
 }

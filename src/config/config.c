@@ -53,10 +53,13 @@ static const Registry DEVICE_REGISTRY = {"device", DEVICE_ENTRIES, 2};
 static const char *const PRECISIONS[] = {"fp32", "amp", "bf16", "fp16", "auto", NULL};
 
 #define DATALOADER_KEY(n) \
-    {.name = n, .type = F_IGNORED, .help = "ctrain's loader sizes its own threads and prefetching"}
+    {.name = n, .type = F_IGNORED, .help = "ctrain's loader threads persist and batches are not pinned (CPU)"}
 static const FieldSpec DATALOADER_FIELDS[] = {
-    DATALOADER_KEY("num_workers"),        DATALOADER_KEY("prefetch_factor"), DATALOADER_KEY("persistent_workers"),
-    DATALOADER_KEY("pin_memory"),         DATALOADER_KEY("timeout"),         {0},
+    {.name = "num_workers", .type = F_INT, .offset = offsetof(DataloaderOptions, num_workers), .def = "0", .min = 0,
+     .max = 1024, .help = "loader threads per process; 0 = one per core"},
+    {.name = "prefetch_factor", .type = F_INT, .offset = offsetof(DataloaderOptions, prefetch_factor), .def = "2",
+     .min = 1, .max = 64, .help = "batches prepared ahead (FFCV's batches_ahead)"},
+    DATALOADER_KEY("persistent_workers"), DATALOADER_KEY("pin_memory"), DATALOADER_KEY("timeout"), {0},
 };
 
 #define FIELD(n, t, member, d, h) {.name = n, .type = t, .offset = offsetof(Config, member), .def = d, .help = h}
@@ -112,7 +115,8 @@ const FieldSpec CONFIG_FIELDS[] = {
      .def = "-1", .min = -1, .max = INT_MAX, .help = "end each evaluation after this many batches (-1: all)"},
     FIELD("step_schedulers_every_batch", F_BOOL, step_schedulers_every_batch, "true",
       "step the schedule every batch (false: every epoch)"),
-    {.name = "dataloader", .type = F_STRUCT, .sub = DATALOADER_FIELDS, .help = "PyTorch DataLoader settings"},
+    {.name = "dataloader", .type = F_STRUCT, .offset = offsetof(Config, dataloader), .sub = DATALOADER_FIELDS,
+     .help = "loader threads and prefetching"},
     /* Composer keys ctrain does not support with a non-default value (see UNSUPPORTED below). */
     NOTE("grad_clip_norm", "ctrain does not clip gradients; only -1 is accepted"),
     {.name = "deepspeed_config", .type = F_IGNORED, .old_name = "deepspeed", .help = "no DeepSpeed in ctrain"},

@@ -17,6 +17,12 @@
 /* PRECISION_AUTO (the default, as Composer 0.9's None): AMP on a GPU, fp32 on the CPU; the trainer resolves it. */
 typedef enum Precision { PRECISION_FP32 = 0, PRECISION_AMP, PRECISION_BF16, PRECISION_FP16, PRECISION_AUTO } Precision;
 
+/* The dataloader block: what ctrain's loader takes from it. */
+typedef struct DataloaderOptions {
+    int num_workers;               /* loader threads; 0 = one per core */
+    int prefetch_factor;           /* batches ahead */
+} DataloaderOptions;
+
 typedef struct Config {
     Choice model;                  /* model: {resnet: ResnetOptions} */
     Choice train_dataset;          /* train_dataset: {idx|npy|imagenet|synthetic: ...} */
@@ -27,6 +33,7 @@ typedef struct Config {
     ChoiceList callbacks;          /* accepted, reported (ctrain logs by itself) */
     ChoiceList loggers;            /* accepted, reported */
     Choice device;                 /* device: {cpu: {}} | {gpu: {}}; no entry = GPU when there is one */
+    DataloaderOptions dataloader;  /* dataloader: {num_workers, prefetch_factor} */
     int precision;                 /* Precision */
     TimeSpec max_duration;
     double scale_schedule_ratio;

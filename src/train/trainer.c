@@ -95,11 +95,13 @@ static int eval_batch(const Trainer *t) {
 static int open_data(Trainer *t, Error *err) {
     const Config *cfg = t->cfg;
     if (t->opts.need_train_data) {
-        LoaderArgs a = {.batch_size = cfg->train_batch_size, .seed = (uint64_t)cfg->seed, .train = true};
+        LoaderArgs a = {.batch_size = cfg->train_batch_size, .seed = (uint64_t)cfg->seed, .train = true,
+                        .workers = cfg->dataloader.num_workers, .batches_ahead = cfg->dataloader.prefetch_factor};
         if (loader_create(&cfg->train_dataset, "train_dataset", &a, &t->train, err)) return -1;
     }
     if (cfg->val_dataset.entry) {
-        LoaderArgs a = {.batch_size = eval_batch(t), .seed = (uint64_t)cfg->seed, .train = false};
+        LoaderArgs a = {.batch_size = eval_batch(t), .seed = (uint64_t)cfg->seed, .train = false,
+                        .workers = cfg->dataloader.num_workers, .batches_ahead = cfg->dataloader.prefetch_factor};
         if (loader_create(&cfg->val_dataset, "val_dataset", &a, &t->val, err)) return -1;
     }
     return 0;
@@ -194,32 +196,15 @@ static int alloc_buffers(Trainer *t, Error *err) {
     t->logits_host = malloc((size_t)rows * classes * sizeof(float));
     t->targets = be->ops->alloc(be, (size_t)rows * classes * sizeof(float));
     t->losses = be->ops->alloc(be, (size_t)rows * sizeof(float));
-    /* one host batch big enough for a training batch and a validation batch */
-    size_t pixels = 0;
-    int labels = 0, h, w, c;
-    if (t->train) {
-        loader_shape(t->train, &h, &w, &c);
-        pixels = (size_t)t->cfg->train_batch_size * h * w * c;
-        labels = t->cfg->train_batch_size;
-    }
-    if (t->val) {
-        loader_shape(t->val, &h, &w, &c);
-        size_t px = (size_t)eval_batch(t) * h * w * c;
-        pixels = px > pixels ? px : pixels;
-        labels = eval_batch(t) > labels ? eval_batch(t) : labels;
-    }
-    t->batch.images = malloc((pixels ? pixels : 1) * sizeof(float));
-    t->batch.labels = malloc((size_t)(labels ? labels : 1) * sizeof(int32_t));
-    if (!t->targets_host || !t->losses_host || !t->logits_host || !t->targets || !t->losses || !t->batch.images ||
-        !t->batch.labels)
+    if (!t->targets_host || !t->losses_host || !t->logits_host || !t->targets || !t->losses)
         return error_set(err, "out of memory for the step buffers");
     return 0;
 }
 
-/* Lists, in one message, every part of the recipe this version cannot run yet (algorithms without an
- * implementation, FFCV/ImageNet data), so a user sees all of them at once. */
+/* Lists, in one message, the algorithms of the recipe this version cannot run yet, so a user sees all of them
+ * at once. */
 static int check_supported(const Config *cfg, bool training, Error *err) {
-    char algos[512] = "", data[256] = "";
+    char algos[512] = "";
     size_t at = 0;
     for (int i = 0; training && i < cfg->algorithms.n; i++) {
         const char *name = cfg->algorithms.items[i].entry->name;
@@ -227,17 +212,9 @@ static int check_supported(const Config *cfg, bool training, Error *err) {
         at += (size_t)snprintf(algos + at, at < sizeof algos ? sizeof algos - at : 0, "%s%s", at ? ", " : "", name);
         if (at >= sizeof algos) at = sizeof algos - 1;
     }
-    const Choice *ds[2] = {training ? &cfg->train_dataset : NULL, &cfg->val_dataset};
-    const char *what[2] = {"train_dataset", "val_dataset"};
-    for (int i = 0; i < 2; i++)
-        if (ds[i] && ds[i]->entry && strcmp(ds[i]->entry->name, "imagenet") == 0)
-            snprintf(data + strlen(data), sizeof data - strlen(data), "%s%s.imagenet", data[0] ? " and " : "",
-                     what[i]);
-    if (!algos[0] && !data[0]) return 0;
-    return error_set(err, "this recipe needs parts this version of ctrain does not have yet:%s%s%s%s%s%s "
-                          "(remove them from the recipe, or use an idx, npy or synthetic dataset)",
-                     algos[0] ? " training with the algorithms " : "", algos, algos[0] && data[0] ? ";" : "",
-                     data[0] ? " FFCV .beton / ImageFolder data (" : "", data, data[0] ? ")" : "");
+    if (!algos[0]) return 0;
+    return error_set(err, "this recipe needs parts this version of ctrain does not have yet: training with the "
+                          "algorithms %s (remove them from the recipe)", algos);
 }
 
 int trainer_create(Trainer **out, const Config *cfg, const TrainerOptions *opts, Error *err) {
@@ -294,7 +271,6 @@ void trainer_destroy(Trainer *t) {
     free(t->targets_host);
     free(t->losses_host);
     free(t->logits_host);
-    batch_free(&t->batch);
     loader_destroy(t->train);
     loader_destroy(t->val);
     for (int i = 0; i < t->n_kept; i++) free(t->kept[i]);
@@ -338,6 +314,22 @@ int trainer_evaluate(Trainer *t, EvalResult *res, Error *err) {
     return 0;
 }
 
+/* Reports the corrupt samples a loader replaced since the last report (one line and one metrics event). */
+static void report_corrupt(Trainer *t, Loader *l, const char *what) {
+    char msg[256];
+    int64_t n = loader_take_corrupt(l, msg, sizeof msg);
+    if (n == 0) return;
+    report_line(&t->rep, "%s: %lld corrupt sample%s replaced by other samples (first: %s)", what, (long long)n,
+                n == 1 ? "" : "s", msg);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "event", "corrupt_samples");
+    cJSON_AddStringToObject(o, "dataset", what);
+    cJSON_AddNumberToObject(o, "epoch", (double)t->progress.epoch);
+    cJSON_AddNumberToObject(o, "count", (double)n);
+    cJSON_AddStringToObject(o, "first", msg);
+    report_event(&t->rep, o);
+}
+
 static int run_eval(Trainer *t, Error *err) {
     if (!t->val) return 0;
     EvalResult r;
@@ -346,6 +338,7 @@ static int run_eval(Trainer *t, Error *err) {
     t->last_eval = r;
     t->have_eval = true;
     t->last_eval_batch = t->progress.batch;
+    report_corrupt(t, t->val, "val_dataset");
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "event", "eval");
     cJSON_AddNumberToObject(o, "epoch", (double)t->progress.epoch);
@@ -527,6 +520,7 @@ int trainer_fit(Trainer *t, Error *err) {
             report_line(&t->rep, "epoch %lld/%lld  train_loss %.4f  %.0f img/s  %.1fs", (long long)pg->epoch,
                         (long long)tl->max_epochs, ep_batches ? ep_loss / ep_batches : 0,
                         secs > 0 ? ep_samples / secs : 0, secs);
+            report_corrupt(t, t->train, "train_dataset");
             if (interval_due(&t->cfg->eval_interval, tl, pg, true) && t->last_eval_batch != pg->batch &&
                 run_eval(t, err))
                 return -1;

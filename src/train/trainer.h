@@ -54,7 +54,7 @@ typedef struct Trainer {
     /* plans by shape, reused across steps (at most PLAN_CACHE of them) */
     Plan *plans[4];
     /* per-step buffers */
-    Batch batch;              /* host batch */
+    Batch batch;              /* the current batch (loader memory, valid until the next loader_get) */
     float *targets_host;      /* [micro, classes] */
     float *targets;           /* [micro, classes] backend */
     float *losses;            /* [micro] backend */
