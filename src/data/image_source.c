@@ -279,6 +279,14 @@ static int image_produce(SampleSource *src, int64_t epoch, int64_t i, int worker
     return 0;
 }
 
+static int image_set_output(SampleSource *src, int h, int w, Error *err) {
+    ImageSource *s = (ImageSource *)src;
+    if (h != w) return error_set(err, "imagenet crops are square (asked for %dx%d)", h, w);
+    s->out = h;
+    src->h = src->w = h;
+    return 0;
+}
+
 static int64_t image_page_of(const void *src, int64_t i) {
     const ImageSource *s = src;
     return beton_sample_page(s->beton, i);
@@ -401,6 +409,7 @@ int image_source_create(const Choice *dataset, const char *what, const LoaderArg
     b->produce = image_produce;
     b->prepare = image_prepare;
     b->page_of = s->beton ? image_page_of : NULL;
+    b->set_output = image_set_output;
     b->destroy = image_destroy;
     *out = b;
     return 0;

@@ -60,7 +60,8 @@ struct Loader {
     LoaderArgs args;
     int64_t per_rank;        /* samples of one epoch for this rank */
     int64_t batches;
-    size_t img;              /* floats per sample */
+    size_t img;              /* floats per sample at the current output size */
+    size_t max_img;          /* floats per sample the slots hold */
     int chunk;               /* samples per work item */
     int64_t *orders[2];      /* cached epoch orders [per_rank] */
     int64_t order_epoch[2];
@@ -257,6 +258,33 @@ int loader_get(Loader *l, int64_t epoch, int64_t b, Batch *out, Error *err) {
     return rc;
 }
 
+int loader_set_output_size(Loader *l, int h, int w, Error *err) {
+    pthread_mutex_lock(&l->mu);
+    int rc = 0;
+    if (h == l->src->h && w == l->src->w) {
+        pthread_mutex_unlock(&l->mu);
+        return 0;
+    }
+    if (!l->src->set_output) rc = error_set(err, "this dataset kind cannot change its output size (use imagenet)");
+    else if ((size_t)h * w * l->src->c > l->max_img)
+        rc = error_set(err, "output size %dx%d is larger than the %zu values per image the loader was made for", h, w,
+                       l->max_img);
+    if (rc == 0) {
+        /* drop prefetched batches (made at the old size) and wait for the workers to leave them */
+        for (int k = 0; k < l->n_slots; k++) {
+            Slot *c = &l->slots[k];
+            if (c->state == SLOT_READY && k != l->served) c->state = SLOT_FREE;
+            else if (c->state == SLOT_FILLING) c->discard = true;
+        }
+        for (int k = 0; k < l->n_slots; k++)
+            while (l->slots[k].state == SLOT_FILLING) pthread_cond_wait(&l->done, &l->mu);
+        rc = l->src->set_output(l->src, h, w, err);
+        l->img = (size_t)l->src->h * l->src->w * l->src->c;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
 int64_t loader_take_corrupt(Loader *l, char *msg, size_t size) {
     pthread_mutex_lock(&l->mu);
     int64_t n = l->corrupt;
@@ -326,7 +354,7 @@ int loader_create(const Choice *dataset, const char *what, const LoaderArgs *arg
     l->n_workers = args->workers > 0 ? args->workers : (int)(cores > 0 ? cores : 1);
     int ahead = args->batches_ahead > 0 ? args->batches_ahead : 2;
     l->n_slots = ahead + 1;   /* the one being served, plus the ones ahead */
-    l->img = (size_t)l->src->h * l->src->w * l->src->c;
+    l->img = l->max_img = (size_t)l->src->h * l->src->w * l->src->c;
     int per_worker = (args->batch_size + 2 * l->n_workers - 1) / (2 * l->n_workers);
     l->chunk = per_worker < 1 ? 1 : per_worker > 16 ? 16 : per_worker;
     l->orders[0] = malloc((size_t)l->per_rank * sizeof(int64_t));
@@ -335,7 +363,7 @@ int loader_create(const Choice *dataset, const char *what, const LoaderArgs *arg
     rc = !l->orders[0] || !l->orders[1] || !l->slots;
     for (int k = 0; !rc && k < l->n_slots; k++) {
         Slot *sl = &l->slots[k];
-        sl->images = malloc((size_t)args->batch_size * l->img * sizeof(float));
+        sl->images = malloc((size_t)args->batch_size * l->max_img * sizeof(float));
         sl->labels = malloc((size_t)args->batch_size * sizeof(int32_t));
         sl->samples = malloc((size_t)args->batch_size * sizeof(int64_t));
         rc = !sl->images || !sl->labels || !sl->samples;

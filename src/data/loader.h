@@ -93,6 +93,10 @@ const char *const *loader_class_names(const Loader *l);
 /* Points out at batch b of epoch e (loader memory, valid until the next call); the last batch may be short when
  * drop_last is false (out->n tells). */
 int loader_get(Loader *l, int64_t epoch, int64_t b, Batch *out, Error *err);
+/* Changes the output resolution of the batches from now on (progressive resizing), without restarting the
+ * threads: batches prefetched at the old size are dropped. The size may not exceed the one the loader was
+ * created with; only image sources (imagenet) can change it. */
+int loader_set_output_size(Loader *l, int h, int w, Error *err);
 /* The corrupt samples replaced since the last call: their count, and the first one's message in msg. */
 int64_t loader_take_corrupt(Loader *l, char *msg, size_t size);
 /* The size of a dataset known without opening it (ImageNet-1k: 1,281,167 train / 50,000 val), or -1. */

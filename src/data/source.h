@@ -27,6 +27,9 @@ struct SampleSource {
     int (*produce)(SampleSource *src, int64_t epoch, int64_t s, int worker, float *out, int32_t *label, Error *err);
     /* Per-worker state (decoders, scratch) for `workers` threads; may be NULL. */
     int (*prepare)(SampleSource *src, int workers, Error *err);
+    /* Changes the output size (progressive resizing); NULL when the source cannot. Never larger than at
+     * creation (the loader's buffers are sized for that). */
+    int (*set_output)(SampleSource *src, int h, int w, Error *err);
     /* The page of sample s for quasi-random order, or NULL when the source has no pages. */
     int64_t (*page_of)(const void *src, int64_t s);
     void (*destroy)(SampleSource *src);

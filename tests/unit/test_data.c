@@ -77,6 +77,8 @@ static void test_npy_plain(void **state) {
         }
     }
     assert_int_equal(loader_get(l, 0, 3, &b, &err), -1);
+    assert_int_equal(loader_set_output_size(l, 2, 2, &err), -1); /* in-memory data keeps its size */
+    assert_non_null(strstr(err.msg, "cannot change its output size"));
     loader_destroy(l);
     config_free(&cfg);
 

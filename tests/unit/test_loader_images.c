@@ -251,6 +251,39 @@ static void test_dct_scaling(void **state) {
     config_free(&off);
 }
 
+/* Changing the output size between epochs (progressive resizing) without restarting the loader gives what a
+ * loader made at that size gives; a larger size or an in-memory dataset is refused. */
+static void test_output_size_change(void **state) {
+    (void)state;
+    Config big, small;
+    load_imagenet(&big, "rgb_label_proportion.beton", "");
+    load_imagenet(&small, "rgb_label_proportion.beton", "");
+    ((ImagenetOptions *)small.train_dataset.options)->crop_size = 24;
+    Error err = {{0}};
+    LoaderArgs a = {.batch_size = 8, .seed = 2, .train = true, .workers = 2, .batches_ahead = 3};
+    Loader *l, *ref;
+    assert_int_equal(loader_create(&big.train_dataset, "train_dataset", &a, &l, &err), 0);
+    assert_int_equal(loader_create(&small.train_dataset, "train_dataset", &a, &ref, &err), 0);
+    Batch b, r;
+    assert_int_equal(loader_get(l, 0, 0, &b, &err), 0); /* prefetches more batches at 32 px */
+    assert_int_equal(b.h, 32);
+    assert_int_equal(loader_set_output_size(l, 24, 24, &err), 0);
+    assert_int_equal(loader_get(l, 1, 2, &b, &err), 0);
+    assert_int_equal(loader_get(ref, 1, 2, &r, &err), 0);
+    assert_int_equal(b.h * 100 + b.w, 24 * 100 + 24);
+    assert_memory_equal(b.images, r.images, (size_t)8 * 24 * 24 * 3 * sizeof(float));
+    assert_memory_equal(b.labels, r.labels, 8 * sizeof(int32_t));
+    assert_int_equal(loader_get(l, 1, 3, &b, &err), 0); /* the prefetch continues at the new size */
+    assert_int_equal(loader_get(ref, 1, 3, &r, &err), 0);
+    assert_memory_equal(b.images, r.images, (size_t)8 * 24 * 24 * 3 * sizeof(float));
+    assert_int_equal(loader_set_output_size(l, 40, 40, &err), -1);
+    assert_non_null(strstr(err.msg, "larger"));
+    loader_destroy(l);
+    loader_destroy(ref);
+    config_free(&big);
+    config_free(&small);
+}
+
 /* ------------------------------------------------------------------ ImageFolder and convert */
 
 static void write_jpeg_file(const char *path, int h, int w, int seed) {
@@ -392,6 +425,7 @@ int main(void) {
         cmocka_unit_test(test_orders),
         cmocka_unit_test(test_ffcv_fixtures_through_the_loader),
         cmocka_unit_test(test_dct_scaling),
+        cmocka_unit_test(test_output_size_change),
         cmocka_unit_test(test_imagefolder),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
