@@ -10,9 +10,47 @@
 
 #include <stdbool.h>
 
+#include "core/rng.h"
+
 #include "config/schema.h"
+#include "io/safetensors.h"
+#include "train/state.h"
 
 extern const Registry ALGORITHM_REGISTRY;
+
+/* What an algorithm does at run time: its hooks, each optional. `self` is state_size bytes, zeroed, owned by
+ * the trainer; `options` is the algorithm's parsed options struct. */
+typedef struct AlgorithmImpl {
+    size_t state_size;
+    /* Before INIT: set up private state. */
+    int (*create)(void *self, const void *options, TrainState *s, Error *err);
+    /* On every event (algorithms filter the ones they need). */
+    int (*run)(void *self, const void *options, Event e, TrainState *s, Error *err);
+    /* Just before the optimizer step, after AFTER_TRAIN_BATCH's gradients: may redo the batch through s->rerun. */
+    int (*before_step)(void *self, const void *options, TrainState *s, Error *err);
+    /* Checkpoints: extra tensors in the state file, and reading them back. */
+    int (*save)(void *self, const void *options, StWriter *w, TrainState *s, Error *err);
+    int (*load)(void *self, const void *options, const SafeTensors *st, const char *path, TrainState *s, Error *err);
+    void (*destroy)(void *self, TrainState *s);
+} AlgorithmImpl;
+
+extern const AlgorithmImpl BLURPOOL_IMPL, CHANNELS_LAST_IMPL, EMA_IMPL, LABEL_SMOOTHING_IMPL,
+    PROGRESSIVE_RESIZING_IMPL, MIXUP_IMPL, CUTMIX_IMPL, SAM_IMPL, COLOUT_IMPL, RANDAUGMENT_IMPL,
+    STOCHASTIC_DEPTH_IMPL, SQUEEZE_EXCITE_IMPL;
+
+/* Shared by the algorithms: the random stream of algorithm `slot` for the current (batch, micro-batch, pass). */
+void algo_rng(Rng *r, const TrainState *s, int slot);
+/* The stream name for the batch (not the micro-batch) — for batch-level choices such as ColOut's. */
+void algo_rng_batch(Rng *r, const TrainState *s, int slot);
+/* The model surgery the algorithms of list ask for at INIT (BlurPool, StochasticDepth, SqueezeExcite). */
+int algorithms_surgery(const ChoiceList *list, ResnetSurgery *out, Error *err);
+/* Grows a malloc'ed scratch buffer to at least bytes (algorithms allocate on first use only). */
+int algo_grow(void **buf, size_t *cap, size_t bytes, Error *err);
+/* MixUp/CutMix target mixing of the micro-batch: targets = keep * targets + (1 - keep) * onehot(labels[perm]). */
+void algo_mix_targets(TrainState *s, float keep, const int64_t *perm);
+/* Fixed stream slots, one per algorithm that draws random numbers. */
+enum { ALGO_SLOT_MIXUP = 1, ALGO_SLOT_CUTMIX, ALGO_SLOT_COLOUT, ALGO_SLOT_STOCHASTIC_DEPTH, ALGO_SLOT_RANDAUGMENT };
+
 
 /* blurpool: blur before strided convs (in_channels >= min_channels) and after max-pools. */
 typedef struct BlurpoolOptions {
@@ -116,5 +154,10 @@ typedef struct SqueezeExciteOptions {
 } SqueezeExciteOptions;
 extern const FieldSpec SQUEEZE_EXCITE_FIELDS[];
 int squeeze_excite_check(const void *options, Error *err);
+
+/* Progressive resizing's image side for a run at fraction f of training (Composer 0.9's formula). */
+int progressive_resizing_size(const ProgressiveResizingOptions *o, int full, double f);
+/* EMA's smoothing per update, 2^-(update_interval / half_life). */
+double ema_smoothing(const EmaOptions *o);
 
 #endif

@@ -21,3 +21,18 @@ int blurpool_check(const void *options, Error *err) {
     if (o->min_channels < 0) return error_set(err, "min_channels must be >= 0 (got %d)", o->min_channels);
     return 0;
 }
+
+
+/* INIT: the model is built with blurs (resnet_build_surgery does the surgery). */
+static int blurpool_run(void *self, const void *options, Event e, TrainState *s, Error *err) {
+    if (e != EVENT_INIT) return 0;
+    const BlurpoolOptions *o = options;
+    s->surgery.blurpool = true;
+    s->surgery.blur_convs = o->replace_convs;
+    s->surgery.blur_maxpools = o->replace_maxpools;
+    s->surgery.blur_first = o->blur_first;
+    s->surgery.blur_min_channels = o->min_channels;
+    return 0;
+}
+
+const AlgorithmImpl BLURPOOL_IMPL = {.run = blurpool_run};

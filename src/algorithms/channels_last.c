@@ -3,3 +3,6 @@
 #include "algorithms/algorithms.h"
 
 const FieldSpec CHANNELS_LAST_FIELDS[] = {{0}};
+
+/* Nothing to do at run time. */
+const AlgorithmImpl CHANNELS_LAST_IMPL = {0};

@@ -1,6 +1,8 @@
 /* colout.c — ColOut (Composer 0.9 algorithms/colout): recipe options and checks. Only the batch-wise form
  * is implemented. */
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "algorithms/algorithms.h"
 
@@ -29,3 +31,58 @@ int colout_check(const void *options, Error *err) {
         return error_set(err, "resize_target: true is not implemented in ctrain (targets are class labels)");
     return 0;
 }
+
+typedef struct Colout {
+    int64_t *rows, *cols;     /* scratch permutations */
+    size_t rows_cap, cols_cap;
+    float *copy;
+    size_t copy_cap;
+} Colout;
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* AFTER_DATALOADER (batch mode): keep int((1 - p_row) H) rows and int((1 - p_col) W) columns, chosen at random
+ * (sorted, the same for the whole batch, as Composer's colout_batch), so the batch shrinks to those. */
+static int colout_run(void *self, const void *options, Event e, TrainState *s, Error *err) {
+    if (e != EVENT_AFTER_DATALOADER) return 0;
+    Colout *m = self;
+    const ColoutOptions *o = options;
+    int kh = (int)((1.0 - o->p_row) * s->h), kw = (int)((1.0 - o->p_col) * s->w);
+    if (kh < 1) kh = 1;
+    if (kw < 1) kw = 1;
+    if (kh == s->h && kw == s->w) return 0;
+    size_t bytes = (size_t)s->n * s->h * s->w * s->c * sizeof(float);
+    if (algo_grow((void **)&m->rows, &m->rows_cap, (size_t)s->h * sizeof(int64_t), err) ||
+        algo_grow((void **)&m->cols, &m->cols_cap, (size_t)s->w * sizeof(int64_t), err) ||
+        algo_grow((void **)&m->copy, &m->copy_cap, bytes, err))
+        return -1;
+    Rng r;
+    algo_rng_batch(&r, s, ALGO_SLOT_COLOUT);
+    rng_permutation(&r, m->rows, s->h);
+    rng_permutation(&r, m->cols, s->w);
+    qsort(m->rows, (size_t)kh, sizeof *m->rows, cmp_i64);
+    qsort(m->cols, (size_t)kw, sizeof *m->cols, cmp_i64);
+    memcpy(m->copy, s->images, bytes);
+    float *dst = s->images;
+    for (int i = 0; i < s->n; i++)
+        for (int y = 0; y < kh; y++)
+            for (int x = 0; x < kw; x++) {
+                const float *p = m->copy + (((size_t)i * s->h + m->rows[y]) * s->w + m->cols[x]) * s->c;
+                for (int c = 0; c < s->c; c++) *dst++ = p[c];
+            }
+    s->h = kh;
+    s->w = kw;
+    return 0;
+}
+
+static void colout_destroy(void *self, TrainState *s) {
+    Colout *m = self;
+    free(m->rows);
+    free(m->cols);
+    free(m->copy);
+}
+
+const AlgorithmImpl COLOUT_IMPL = {.state_size = sizeof(Colout), .run = colout_run, .destroy = colout_destroy};

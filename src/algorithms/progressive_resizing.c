@@ -1,6 +1,10 @@
-/* progressive_resizing.c — progressive resizing (Composer 0.9 algorithms/progressive_resizing): recipe
- * options and checks. Only mode `resize` with resize_targets false is implemented. */
+/* progressive_resizing.c — progressive resizing (Composer 0.9 algorithms/progressive_resizing): options,
+ * checks, and the nearest-neighbour downscaling of training batches. Only mode `resize` with resize_targets
+ * false is implemented. */
+#include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "algorithms/algorithms.h"
 
@@ -42,3 +46,72 @@ int progressive_resizing_check(const void *options, Error *err) {
     if (o->size_increment < 1) return error_set(err, "size_increment must be >= 1 (got %d)", o->size_increment);
     return 0;
 }
+
+/* The scale factor Composer passes to F.interpolate: w' / W with w' = round(W * scale / size_increment) *
+ * size_increment (Python's round: halves to even), scale growing linearly from initial_scale after delay_fraction
+ * to 1 at 1 - finetune_fraction. */
+static double pinned_scale(const ProgressiveResizingOptions *o, int full, double f) {
+    double s = 0;
+    if (f >= o->delay_fraction) {
+        double span = 1.0 - o->finetune_fraction - o->delay_fraction;
+        s = span > 0 ? (f - o->delay_fraction) / span : 1.0;
+        if (s > 1) s = 1;
+    }
+    double scale = o->initial_scale + (1.0 - o->initial_scale) * s;
+    return nearbyint(full * scale / o->size_increment) * o->size_increment / full;
+}
+
+int progressive_resizing_size(const ProgressiveResizingOptions *o, int full, double f) {
+    double factor = pinned_scale(o, full, f);
+    /* F.interpolate's output size: floor(input * scale_factor), in double */
+    return factor >= 1.0 ? full : (int)floor((double)full * factor);
+}
+
+typedef struct Resize {
+    float *copy;
+    size_t copy_cap;
+} Resize;
+
+/* The fraction of training done, as Composer's state.get_elapsed_duration() (epochs when max_duration is in
+ * epochs, so the size is constant within an epoch). */
+static double elapsed(const TrainState *s) {
+    if (s->tl->max_duration.unit == TIME_EPOCH) return (double)s->progress->epoch / s->tl->max_duration.value;
+    return (double)s->progress->batch / (double)s->tl->total_batches;
+}
+
+/* AFTER_DATALOADER: nearest-neighbour downscaling of the training batch, exactly as
+ * F.interpolate(X, scale_factor=w'/W, mode='nearest', recompute_scale_factor=False): output size
+ * floor(H * factor), source index floor(out * (float)(1 / factor)). */
+static int resize_run(void *self, const void *options, Event e, TrainState *s, Error *err) {
+    if (e != EVENT_AFTER_DATALOADER) return 0;
+    Resize *m = self;
+    const ProgressiveResizingOptions *o = options;
+    double f = elapsed(s), factor = pinned_scale(o, s->w, f);
+    if (factor >= 1.0) return 0;
+    int oh = (int)floor((double)s->h * factor), ow = (int)floor((double)s->w * factor);
+    if (oh < 1 || ow < 1) return error_set(err, "progressive_resizing: %dx%d images would shrink to nothing", s->h, s->w);
+    size_t bytes = (size_t)s->n * s->h * s->w * s->c * sizeof(float);
+    if (algo_grow((void **)&m->copy, &m->copy_cap, bytes, err)) return -1;
+    memcpy(m->copy, s->images, bytes);
+    float inv = (float)(1.0 / factor);
+    float *dst = s->images;
+    for (int i = 0; i < s->n; i++)
+        for (int y = 0; y < oh; y++) {
+            int sy = (int)floorf((float)y * inv);
+            if (sy > s->h - 1) sy = s->h - 1;
+            for (int x = 0; x < ow; x++) {
+                int sx = (int)floorf((float)x * inv);
+                if (sx > s->w - 1) sx = s->w - 1;
+                const float *p = m->copy + (((size_t)i * s->h + sy) * s->w + sx) * s->c;
+                for (int c = 0; c < s->c; c++) *dst++ = p[c];
+            }
+        }
+    s->h = oh;
+    s->w = ow;
+    return 0;
+}
+
+static void resize_destroy(void *self, TrainState *s) { free(((Resize *)self)->copy); }
+
+const AlgorithmImpl PROGRESSIVE_RESIZING_IMPL = {.state_size = sizeof(Resize), .run = resize_run,
+                                                 .destroy = resize_destroy};

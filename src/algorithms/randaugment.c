@@ -15,11 +15,21 @@ const FieldSpec RANDAUGMENT_FIELDS[] = {
     {0},
 };
 
-/* Checks severity in 0..10 and depth >= 1. */
+/* Checks severity in 0..10 and depth >= 0 (Composer's transform allows 0: no ops). */
 int randaugment_check(const void *options, Error *err) {
     const RandaugmentOptions *o = options;
     if (o->severity < 0 || o->severity > 10)
         return error_set(err, "severity must be between 0 and 10 (got %d)", o->severity);
-    if (o->depth < 1) return error_set(err, "depth must be >= 1 (got %d)", o->depth);
+    if (o->depth < 0) return error_set(err, "depth must be >= 0 (got %d)", o->depth);
     return 0;
 }
+
+/* FIT_START: the training loader applies RandAugment to every image after its crop and flip, before
+ * normalization (where Composer's RandAugmentTransform sits in the PIL pipeline). Image data (imagenet) only. */
+static int randaugment_run(void *self, const void *options, Event e, TrainState *s, Error *err) {
+    if (e != EVENT_FIT_START) return 0;
+    const RandaugmentOptions *o = options;
+    return loader_set_randaugment(s->train_loader, o->depth, o->severity, o->augmentation_set, err);
+}
+
+const AlgorithmImpl RANDAUGMENT_IMPL = {.run = randaugment_run};

@@ -20,3 +20,16 @@ int squeeze_excite_check(const void *options, Error *err) {
     if (o->min_channels < 0) return error_set(err, "min_channels must be >= 0 (got %d)", o->min_channels);
     return 0;
 }
+
+
+/* INIT: the model is built with squeeze-excite blocks (resnet_build_surgery). */
+static int squeeze_excite_run(void *self, const void *options, Event e, TrainState *s, Error *err) {
+    if (e != EVENT_INIT) return 0;
+    const SqueezeExciteOptions *o = options;
+    s->surgery.squeeze_excite = true;
+    s->surgery.se_latent_channels = o->latent_channels;
+    s->surgery.se_min_channels = o->min_channels;
+    return 0;
+}
+
+const AlgorithmImpl SQUEEZE_EXCITE_IMPL = {.run = squeeze_excite_run};

@@ -10,7 +10,7 @@ static const char *const DISTRIBUTIONS[] = {"uniform", "linear", NULL};
 
 const FieldSpec STOCHASTIC_DEPTH_FIELDS[] = {
     {.name = "target_layer_name", .type = F_STRING, .offset = offsetof(StochasticDepthOptions, target_layer_name),
-     .required = true, .help = "the block type to modify: ResNetBottleneck"},
+     .required = true, .help = "the block type to modify: ResNetBottleneck (ctrain also: ResNetBasicBlock)"},
     {.name = "stochastic_method", .type = F_ENUM, .offset = offsetof(StochasticDepthOptions, stochastic_method),
      .def = "block", .enum_values = METHODS, .help = "block (drop whole branches) or sample (per sample)"},
     {.name = "drop_rate", .type = F_DOUBLE, .offset = offsetof(StochasticDepthOptions, drop_rate), .def = "0.2",
@@ -27,8 +27,8 @@ const FieldSpec STOCHASTIC_DEPTH_FIELDS[] = {
 /* Checks the target layer, drop rate and warmup. */
 int stochastic_depth_check(const void *options, Error *err) {
     const StochasticDepthOptions *o = options;
-    if (strcmp(o->target_layer_name, "ResNetBottleneck") != 0)
-        return error_set(err, "target_layer_name: ctrain implements ResNetBottleneck only (got '%s')",
+    if (strcmp(o->target_layer_name, "ResNetBottleneck") != 0 && strcmp(o->target_layer_name, "ResNetBasicBlock") != 0)
+        return error_set(err, "target_layer_name: ctrain implements ResNetBottleneck and ResNetBasicBlock (got '%s')",
                          o->target_layer_name);
     if (!(o->drop_rate >= 0 && o->drop_rate <= 1))
         return error_set(err, "drop_rate must be in [0, 1] (got %g)", o->drop_rate);
@@ -38,3 +38,30 @@ int stochastic_depth_check(const void *options, Error *err) {
         return error_set(err, "drop_warmup must be 0 with stochastic_method sample");
     return 0;
 }
+
+
+/* INIT: the model is built with drop layers on its residual branches. BATCH_START (block mode with a
+ * drop_warmup): while batch < W = int(warmup in batches), the drop rates are batch / W of their values; from W
+ * on they are left as they are, as Composer does (so they stay at (W-1)/W until the run ends or resumes). */
+static int stochastic_depth_run(void *self, const void *options, Event e, TrainState *s, Error *err) {
+    (void)self;
+    (void)err;
+    const StochasticDepthOptions *o = options;
+    if (e == EVENT_INIT) {
+        s->surgery.stochastic_depth = true;
+        s->surgery.sd_method = o->stochastic_method;
+        s->surgery.sd_drop_rate = o->drop_rate;
+        s->surgery.sd_distribution = o->drop_distribution;
+        s->surgery.sd_basic_blocks = strcmp(o->target_layer_name, "ResNetBasicBlock") == 0;
+        return 0;
+    }
+    if (e == EVENT_BATCH_START && o->drop_warmup.set && o->drop_warmup.value > 0) {
+        SchedContext ctx = {.steps_per_epoch = s->tl->steps_per_epoch, .batch_size = s->tl->batch_size,
+                            .max_duration = s->tl->max_duration, .ssr = 1.0};
+        int64_t warm = (int64_t)sched_time_to_batches(&o->drop_warmup, &ctx, 1.0);
+        if (s->progress->batch < warm) model_set_drop_scale(s->model, (double)s->progress->batch / (double)warm);
+    }
+    return 0;
+}
+
+const AlgorithmImpl STOCHASTIC_DEPTH_IMPL = {.run = stochastic_depth_run};

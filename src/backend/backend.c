@@ -6,24 +6,40 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/ref/ref_backend.h"
+#ifdef CTRAIN_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 
 int backend_create(const char *name, int threads, Backend **out, Error *err) {
     *out = NULL;
     if (threads <= 0) threads = omp_get_num_procs();
     if (strcmp(name, "cpu") == 0) return cpu_backend_create(threads, out, err);
     if (strcmp(name, "ref") == 0) return ref_backend_create(threads, out, err);
+#ifdef CTRAIN_CUDA
+    if (strcmp(name, "cuda") == 0 || strcmp(name, "gpu") == 0) return cuda_backend_create(threads, out, err);
+#else
     if (strcmp(name, "cuda") == 0 || strcmp(name, "gpu") == 0)
         return error_set(err, "device '%s': this ctrain was built without CUDA support; use --device cpu", name);
+#endif
     return error_set(err, "unknown device '%s' (choose one of: %s)", name, backend_names());
 }
 
 void backend_destroy(Backend *be) {
     if (!be) return;
     if (strcmp(be->ops->name, "cpu") == 0) cpu_backend_destroy(be);
+#ifdef CTRAIN_CUDA
+    else if (strcmp(be->ops->name, "cuda") == 0) cuda_backend_destroy(be);
+#endif
     else ref_backend_destroy(be);
 }
 
+#ifdef CTRAIN_CUDA
+const char *backend_names(void) { return "cpu, ref, cuda (alias gpu)"; }
+bool backend_has_cuda(void) { return true; }
+#else
 const char *backend_names(void) { return "cpu, ref"; }
+bool backend_has_cuda(void) { return false; }
+#endif
 
 int conv_desc_init(ConvDesc *d, int n, int h, int w, int cin, int cout, int k, int stride, int pad, Error *err) {
     *d = (ConvDesc){.n = n, .h = h, .w = w, .cin = cin, .cout = cout, .k = k, .stride = stride, .pad = pad};

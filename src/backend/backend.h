@@ -4,9 +4,12 @@
  * these; they never include oneDNN, cuDNN or SIMD headers. Implementations:
  *   ref  — plain C loops, single thread: the test oracle for every other backend (src/backend/ref/)
  *   cpu  — oneDNN convolutions, C + OpenMP for the rest (src/backend/cpu/)
+ *   cuda — cuDNN convolutions, cuBLAS for the FC, own kernels for the rest (src/backend/cuda/; built when CMake
+ *          finds nvcc, cuDNN and cuBLAS)
  *
  * Conventions for every operation:
- *   - Pointers are backend memory (from ops->alloc). On CPU backends that is host memory.
+ *   - Pointers are backend memory (from ops->alloc). On CPU backends that is host memory; on cuda it is device
+ *     memory, reached from the host only through upload/download.
  *   - Activations are NHWC, fp32, shapes written outermost first: x [n, h, w, c].
  *   - Weights are PyTorch's layouts: conv [cout, cin, kh, kw] (OIHW), fc [cout, cin].
  *   - Backward operations WRITE (not accumulate) their outputs; the model accumulates where needed.
@@ -60,6 +63,7 @@ typedef struct Backend Backend;
 
 typedef struct BackendOps {
     const char *name;
+    bool bf16;   /* can compute convolutions and the FC in bf16 (see Backend.bf16) */
 
     /* ---- memory ---- */
     void *(*alloc)(Backend *be, size_t bytes);                    /* zero-filled, 64-byte aligned; NULL on OOM */
@@ -110,6 +114,24 @@ typedef struct BackendOps {
     void (*avgpool_forward)(Backend *be, int n, int hw, int c, const float *x, float *y);
     void (*avgpool_backward)(Backend *be, int n, int hw, int c, const float *dy, float *dx);
 
+    /* ---- model surgery (Composer BlurPool, StochasticDepth, SqueezeExcite) ---- */
+    /* Blur: y [n,oh,ow,c] = depthwise 3x3 [1,2,1]x[1,2,1]/16 of x [n,h,w,c], zero padding 1, stride d->stride;
+     * d is a PoolDesc with k = 3, pad = 1 (pool_desc_init gives oh, ow). */
+    void (*blur_forward)(Backend *be, const PoolDesc *d, const float *x, float *y);
+    /* dx [n,h,w,c] from dy [n,oh,ow,c]: the same filter, transposed through the stride */
+    void (*blur_backward)(Backend *be, const PoolDesc *d, const float *dy, float *dx);
+    /* y [n] = 1 / (1 + exp(-x [n])) */
+    void (*sigmoid_forward)(Backend *be, int64_t n, const float *x, float *y);
+    /* dx [n] = dy * y * (1 - y), from the forward's output y [n] */
+    void (*sigmoid_backward)(Backend *be, int64_t n, const float *y, const float *dy, float *dx);
+    /* y [n,hw,c] = x [n,hw,c] * s [n,c] */
+    void (*channel_scale_forward)(Backend *be, int n, int hw, int c, const float *x, const float *s, float *y);
+    /* dx [n,hw,c] = dy * s (skipped when NULL); ds [n,c] = sum over hw of dy * x (skipped when NULL) */
+    void (*channel_scale_backward)(Backend *be, int n, int hw, int c, const float *x, const float *s,
+                                   const float *dy, float *dx, float *ds);
+    /* Per-sample scale: y [n, inner] = x [n, inner] * s [n] (forward and backward of stochastic depth) */
+    void (*sample_scale)(Backend *be, int n, int64_t inner, const float *s, const float *x, float *y);
+
     /* ---- fully connected: y [n,cout] = x [n,cin] w^T [cin,cout] + b [cout] ---- */
     void (*fc_forward)(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *b,
                        float *y);
@@ -125,20 +147,37 @@ typedef struct BackendOps {
 
     /* ---- optimizer: p, g, buf [n] ---- */
     void (*sgd_step)(Backend *be, const SgdStep *s, int64_t n, float *p, const float *g, float *buf);
+
+    /* ---- whole-vector helpers (EMA, SAM) ---- */
+    /* x [n] *= alpha */
+    void (*scale)(Backend *be, int64_t n, float alpha, float *x);
+    /* sum of x [n]^2, accumulated in double in a fixed order */
+    double (*sum_squares)(Backend *be, int64_t n, const float *x);
+
+    /* ---- about the device; NULL on the CPU backends ---- */
+    /* one line: the device's name, memory, driver and library versions */
+    void (*describe)(Backend *be, char *out, size_t n);
+    /* the most device memory this backend has held at once, in bytes */
+    size_t (*peak_bytes)(Backend *be);
 } BackendOps;
 
 struct Backend {
     const BackendOps *ops;
     int threads;   /* CPU threads the backend may use */
+    bool bf16;     /* convolutions and the FC read bf16 copies of inputs and weights and accumulate in fp32;
+                    * everything else stays fp32. Only when ops->bf16; set before making plans. */
     void *impl;    /* the implementation's private state */
 };
 
-/* Creates the backend called name ("cpu", "ref") using up to threads CPU threads (0 = all cores). */
+/* Creates the backend called name ("cpu", "ref", "cuda" or its alias "gpu") using up to threads CPU threads
+ * (0 = all cores). */
 int backend_create(const char *name, int threads, Backend **out, Error *err);
 /* Frees a backend made by backend_create (NULL is fine). */
 void backend_destroy(Backend *be);
 /* The names backend_create accepts, comma-separated, for help texts. */
 const char *backend_names(void);
+/* True when this ctrain was built with the CUDA backend. */
+bool backend_has_cuda(void);
 
 /* Fills the output size of a convolution; returns -1 with err when the output would be empty. */
 int conv_desc_init(ConvDesc *d, int n, int h, int w, int cin, int cout, int k, int stride, int pad, Error *err);

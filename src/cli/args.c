@@ -20,6 +20,7 @@ static const struct {
     {"input", FLAG_STRING, offsetof(CliArgs, input)},        {"output", FLAG_STRING, offsetof(CliArgs, output)},
     {"model", FLAG_STRING, offsetof(CliArgs, model)},        {"loader", FLAG_STRING, offsetof(CliArgs, loader)},
     {"write_mode", FLAG_STRING, offsetof(CliArgs, write_mode)}, {"labels", FLAG_STRING, offsetof(CliArgs, labels)},
+    {"precision", FLAG_STRING, offsetof(CliArgs, precision)},
     {"threads", FLAG_INT, offsetof(CliArgs, threads)},       {"batch", FLAG_INT, offsetof(CliArgs, batch)},
     {"res", FLAG_INT, offsetof(CliArgs, res)},               {"steps", FLAG_INT, offsetof(CliArgs, steps)},
     {"warmup", FLAG_INT, offsetof(CliArgs, warmup)},         {"classes", FLAG_INT, offsetof(CliArgs, classes)},
@@ -30,6 +31,7 @@ static const struct {
     {"compress_probability", FLAG_DOUBLE, offsetof(CliArgs, compress_probability)},
     {"smart_threshold", FLAG_INT64, offsetof(CliArgs, smart_threshold)},
     {"page_size", FLAG_INT64, offsetof(CliArgs, page_size)}, {"seed", FLAG_INT64, offsetof(CliArgs, seed)},
+    {"train_size", FLAG_INT64, offsetof(CliArgs, train_size)},
     {"quiet", FLAG_BOOL, offsetof(CliArgs, quiet)},          {"dump", FLAG_BOOL, offsetof(CliArgs, dump)},
     {"json", FLAG_BOOL, offsetof(CliArgs, json)},
 };
@@ -78,6 +80,7 @@ static int flag_index(const char *const *accepted, const char *name) {
 int cli_parse(int argc, char **argv, const char *const *flags, CliArgs *a, Error *err) {
     memset(a, 0, sizeof *a);
     a->smart_threshold = -1;
+    a->train_size = -1;
     a->compress_probability = -1;
     a->positional = calloc((size_t)argc + 1, sizeof *a->positional);
     a->overrides = calloc((size_t)argc + 1, sizeof *a->overrides);

@@ -25,10 +25,11 @@ typedef struct CliArgs {
     const char *loader;        /* --loader FILE.beton (bench) */
     const char *write_mode;    /* --write_mode (convert) */
     const char *labels;        /* --labels Y.npy (convert) */
+    const char *precision;     /* --precision fp32|bf16 (bench) */
     int batch, res, steps, warmup, classes, channels, width, top, size, epochs;
     int max_resolution, jpeg_quality, num_workers;
     double compress_probability;
-    int64_t smart_threshold, page_size, seed;
+    int64_t smart_threshold, page_size, seed, train_size;
     bool quiet, dump, json, help;
     char **positional;         /* predict inputs */
     int n_positional;
@@ -50,5 +51,6 @@ int cmd_predict(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
 
 #endif

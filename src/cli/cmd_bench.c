@@ -17,15 +17,18 @@
 #include "train/report.h"
 
 static const char *const BENCH_FLAGS[] = {"model", "batch", "res", "steps", "warmup", "classes", "channels", "width",
-                                          "device", "threads", "json", "loader", "num_workers", "epochs", NULL};
+                                          "device", "threads", "json", "loader", "num_workers", "epochs",
+                                          "precision", NULL};
 
 static void bench_help(void) {
     printf("usage: ctrain bench [--model resnet50] [--batch 32] [--res 224] [--steps 5] [--warmup 1]\n"
-           "                    [--classes 1000] [--channels 3] [--width W] [--device cpu] [--threads N] [--json]\n"
+           "                    [--classes 1000] [--channels 3] [--width W] [--device cpu|cuda] [--precision fp32|bf16]\n"
+           "                    [--threads N] [--json]\n"
            "       ctrain bench --loader FILE.beton|FOLDER/train [--res 176] [--batch 64] [--num_workers N] [--epochs 2]\n"
            "                    [--json]\n\n"
            "Times the training step (forward, soft cross-entropy, backward, SGD with momentum) on random data and\n"
-           "prints images/s and GFLOP/s (training FLOPs = 3 x the forward FLOPs of the conv and fc layers).\n"
+           "prints images/s and GFLOP/s (training FLOPs = 3 x the forward FLOPs of the conv and fc layers); on a GPU\n"
+           "also the device and the peak device memory. --precision bf16 (GPU): convolutions and the FC in bf16.\n"
            "With --loader, times the training input pipeline instead: read, decode, RandomResizedCrop to --res,\n"
            "flip, normalize and batch, over an FFCV file or an ImageFolder split (a folder named train or val).\n");
 }
@@ -131,7 +134,21 @@ int cmd_bench(int argc, char **argv) {
     snprintf(model_name, sizeof model_name, "%s", a.model ? a.model : "resnet50");
     ResnetOptions o = {.model_name = model_name, .num_classes = classes, .groups = 1, .width_per_group = 64,
                        .width = a.width};
+    if (a.precision && strcmp(a.precision, "fp32") != 0 && strcmp(a.precision, "bf16") != 0 &&
+        strcmp(a.precision, "amp") != 0) {
+        error_set(&err, "--precision %s: choose fp32, bf16 or amp", a.precision);
+        goto fail;
+    }
     if (backend_create(a.device ? a.device : "cpu", a.threads, &be, &err)) goto fail;
+    bool low = a.precision && strcmp(a.precision, "fp32") != 0;
+    if (low && !be->ops->bf16) {
+        error_set(&err, "--precision %s: the %s backend computes in fp32 in this version of ctrain", a.precision,
+                  be->ops->name);
+        goto fail;
+    }
+    be->bf16 = low;
+    char about[256] = "";
+    if (be->ops->describe) be->ops->describe(be, about, sizeof about);
     if (resnet_build(&o, ch, &m, &err) || model_alloc(&m, be, &err) || init_weights(&m, &o, 0, &err)) goto fail;
     if (plan_create(&m, batch, res, res, true, &p, &err)) goto fail;
     size_t px = (size_t)batch * res * res * ch;
@@ -168,14 +185,20 @@ int cmd_bench(int argc, char **argv) {
     }
     if (be->ops->sync(be, &err)) goto fail;
     double dt = (report_now() - t0) / steps, ips = batch / dt, gflops = 3.0 * p->flops_forward / dt / 1e9;
+    double peak_gib = be->ops->peak_bytes ? (double)be->ops->peak_bytes(be) / (1 << 30) : 0;
+    const char *prec = be->bf16 ? "bf16" : "fp32";
     if (a.json)
         printf("{\"model\": \"%s\", \"batch\": %d, \"res\": %d, \"threads\": %d, \"device\": \"%s\", "
-               "\"step_ms\": %.2f, \"images_per_s\": %.3f, \"gflops\": %.2f, \"train_gflop_per_step\": %.3f}\n",
-               model_name, batch, res, be->threads, be->ops->name, dt * 1e3, ips, gflops, 3.0 * p->flops_forward / 1e9);
-    else
-        printf("%s batch %d res %d threads %d device %s: %.1f ms/step, %.2f images/s, %.1f GFLOP/s "
-               "(%.1f GFLOP per step)\n", model_name, batch, res, be->threads, be->ops->name, dt * 1e3, ips, gflops,
-               3.0 * p->flops_forward / 1e9);
+               "\"precision\": \"%s\", \"step_ms\": %.2f, \"images_per_s\": %.3f, \"gflops\": %.2f, "
+               "\"train_gflop_per_step\": %.3f, \"device_info\": \"%s\", \"peak_device_gib\": %.3f}\n",
+               model_name, batch, res, be->threads, be->ops->name, prec, dt * 1e3, ips, gflops,
+               3.0 * p->flops_forward / 1e9, about, peak_gib);
+    else {
+        printf("%s batch %d res %d threads %d device %s %s: %.1f ms/step, %.2f images/s, %.1f GFLOP/s "
+               "(%.1f GFLOP per step)\n", model_name, batch, res, be->threads, be->ops->name, prec, dt * 1e3, ips,
+               gflops, 3.0 * p->flops_forward / 1e9);
+        if (about[0]) printf("device: %s; peak device memory %.2f GiB\n", about, peak_gib);
+    }
     rc = 0;
     goto done;
 fail:

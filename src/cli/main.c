@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "cli/cli.h"
 
 static void usage(FILE *out) {
@@ -10,6 +11,7 @@ static void usage(FILE *out) {
             "usage: ctrain <command> [options]\n\n"
             "commands:\n"
             "  train    train a model from a recipe        ctrain train -f recipes/fmnist_resnet20.yaml\n"
+            "  plan     preview a recipe without training  ctrain plan -f RECIPE [--train_size N] [--json]\n"
             "  eval     evaluate saved weights            ctrain eval -f RECIPE --load W.safetensors\n"
             "  predict  classify images or an array       ctrain predict -f RECIPE --load W.safetensors x.png\n"
             "  bench    time the training step            ctrain bench --model resnet50 --batch 32 --res 224\n"
@@ -30,7 +32,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(cmd, "--version") == 0) {
-        printf("ctrain %s (backends: cpu [oneDNN], ref; CUDA: not built)\n", CTRAIN_VERSION);
+        printf("ctrain %s (backends: %s; CUDA: %s)\n", CTRAIN_VERSION, backend_names(),
+               backend_has_cuda() ? "built (cuDNN, cuBLAS); ctrain bench --device cuda names the GPU" : "not built");
         return 0;
     }
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
@@ -39,6 +42,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 2, argv + 2);
     if (strcmp(cmd, "convert") == 0) return cmd_convert(argc - 2, argv + 2);
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 2, argv + 2);
+    if (strcmp(cmd, "plan") == 0) return cmd_plan(argc - 2, argv + 2);
     fprintf(stderr, "ctrain: unknown command '%s' (try ctrain --help)\n", cmd);
     return 2;
 }

@@ -90,6 +90,7 @@ typedef struct RegistryEntry {
     bool ignored;                          /* accepted and reported once; no effect (e.g. lr_monitor) */
     bool open;                             /* ignored entries: accept any keys */
     const char *help;
+    const void *impl;                      /* what the entry does at run time (algorithms: AlgorithmImpl) */
 } RegistryEntry;
 
 typedef struct Registry {

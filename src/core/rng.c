@@ -65,6 +65,32 @@ double rng_normal(Rng *r) {
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
 
+double rng_gamma(Rng *r, double shape) {
+    if (shape < 1.0) {
+        /* boost: Gamma(a) = Gamma(a + 1) * U^(1/a) */
+        double u = rng_uniform_double(r);
+        if (u < 1e-300) u = 1e-300;
+        return rng_gamma(r, shape + 1.0) * pow(u, 1.0 / shape);
+    }
+    double d = shape - 1.0 / 3.0, c = 1.0 / sqrt(9.0 * d);
+    for (;;) {
+        double x, v;
+        do {
+            x = rng_normal(r);
+            v = 1.0 + c * x;
+        } while (v <= 0);
+        v = v * v * v;
+        double u = rng_uniform_double(r);
+        if (u < 1.0 - 0.0331 * x * x * x * x) return d * v;
+        if (u > 0 && log(u) < 0.5 * x * x + d * (1.0 - v + log(v))) return d * v;
+    }
+}
+
+double rng_beta(Rng *r, double a, double b) {
+    double x = rng_gamma(r, a), y = rng_gamma(r, b);
+    return x + y > 0 ? x / (x + y) : 0.5;
+}
+
 uint32_t rng_below(Rng *r, uint32_t n) {
     /* Lemire's nearly-divisionless method, with rejection for exact uniformity. */
     uint64_t m = (uint64_t)rng_u32(r) * n;

@@ -15,6 +15,7 @@ typedef enum RngPurpose {
     RNG_AUGMENT = 3, /* per-sample augmentation: a = epoch, b = sample index */
     RNG_SYNTHETIC = 4, /* synthetic benchmark data */
     RNG_ALGO = 5,    /* algorithm randomness: a = algorithm slot, b = batch */
+    RNG_RANDAUGMENT = 6, /* RandAugment's choices per training sample: a = epoch, b = sample index */
 } RngPurpose;
 
 typedef struct Rng {
@@ -36,6 +37,10 @@ double rng_uniform_double(Rng *r);
 double rng_normal(Rng *r);
 /* Uniform integer in [0, n), unbiased; n > 0. */
 uint32_t rng_below(Rng *r, uint32_t n);
+/* Gamma(shape, 1) (Marsaglia and Tsang's method; shape > 0). */
+double rng_gamma(Rng *r, double shape);
+/* Beta(a, b) as Gamma(a) / (Gamma(a) + Gamma(b)). */
+double rng_beta(Rng *r, double a, double b);
 /* Fills perm[0..n) with a uniformly random permutation of 0..n-1 (Fisher–Yates). */
 void rng_permutation(Rng *r, int64_t *perm, int64_t n);
 

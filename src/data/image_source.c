@@ -24,6 +24,7 @@
 #include "data/crop.h"
 #include "data/imagefolder.h"
 #include "data/jpeg.h"
+#include "data/randaugment.h"
 #include "data/resize.h"
 #include "data/source.h"
 #include "io/image.h"
@@ -83,6 +84,7 @@ typedef struct Worker {
     float *scratch;
     size_t scratch_cap;
     uint8_t *file;          /* file or page bytes */
+    uint8_t *ra_scratch;    /* RandAugment [out, out, 3] */
     size_t file_cap;
     int64_t page;           /* FFCV page held in file[] (os_cache false), or -1 */
 } Worker;
@@ -100,6 +102,8 @@ typedef struct ImageSource {
     Worker *workers;
     int n_workers;
     float lut[3][256];       /* normalized value of each uint8 per channel */
+    int ra_depth, ra_set;    /* RandAugment on training samples when ra_depth > 0 */
+    double ra_severity;
     char **class_names;
 } ImageSource;
 
@@ -122,7 +126,8 @@ static int image_prepare(SampleSource *src, int workers, Error *err) {
         w->page = -1;
         w->jpeg = jpeg_codec_new();
         w->crop = malloc((size_t)s->out * s->out * 3);
-        if (!w->jpeg || !w->crop) return error_set(err, "out of memory for loader thread %d", i);
+        w->ra_scratch = malloc(randaugment_scratch_bytes(s->out, s->out));
+        if (!w->jpeg || !w->crop || !w->ra_scratch) return error_set(err, "out of memory for loader thread %d", i);
     }
     return 0;
 }
@@ -264,8 +269,25 @@ static int image_produce(SampleSource *src, int64_t epoch, int64_t i, int worker
         }
         *label = s->folder.labels[i];
     }
-    /* flip and normalize into the batch */
     int n = s->out;
+    if (s->ra_depth > 0 && s->train) {
+        /* RandAugment sees the flipped crop, as after torchvision's RandomHorizontalFlip in Composer's pipeline */
+        if (flip) {
+            for (int y = 0; y < n; y++)
+                for (int x = 0; x < n / 2; x++)
+                    for (int c = 0; c < 3; c++) {
+                        uint8_t *a = w->crop + ((size_t)y * n + x) * 3 + c, *b = w->crop + ((size_t)y * n + n - 1 - x) * 3 + c;
+                        uint8_t t = *a;
+                        *a = *b;
+                        *b = t;
+                    }
+            flip = false;
+        }
+        Rng r;
+        rng_init(&r, s->seed, RNG_RANDAUGMENT, (uint64_t)epoch, (uint64_t)i);
+        randaugment_apply(w->crop, n, n, s->ra_depth, s->ra_severity, s->ra_set, &r, w->ra_scratch);
+    }
+    /* flip and normalize into the batch */
     for (int y = 0; y < n; y++) {
         const uint8_t *row = w->crop + (size_t)y * n * 3;
         float *o = out + (size_t)y * n * 3;
@@ -276,6 +298,14 @@ static int image_produce(SampleSource *src, int64_t epoch, int64_t i, int worker
             o[3 * x + 2] = s->lut[2][p[2]];
         }
     }
+    return 0;
+}
+
+static int image_set_randaugment(SampleSource *src, int depth, double severity, int set, Error *err) {
+    ImageSource *s = (ImageSource *)src;
+    s->ra_depth = depth;
+    s->ra_severity = severity;
+    s->ra_set = set;
     return 0;
 }
 
@@ -300,6 +330,7 @@ static void image_destroy(SampleSource *src) {
         jpeg_codec_free(w->jpeg);
         free(w->pix);
         free(w->crop);
+        free(w->ra_scratch);
         free(w->scratch);
         free(w->file);
     }
@@ -410,6 +441,7 @@ int image_source_create(const Choice *dataset, const char *what, const LoaderArg
     b->prepare = image_prepare;
     b->page_of = s->beton ? image_page_of : NULL;
     b->set_output = image_set_output;
+    b->set_randaugment = image_set_randaugment;
     b->destroy = image_destroy;
     *out = b;
     return 0;

@@ -258,6 +258,18 @@ int loader_get(Loader *l, int64_t epoch, int64_t b, Batch *out, Error *err) {
     return rc;
 }
 
+/* Drops the prefetched batches (the settings they were made with changed) and waits for the workers to leave
+ * them. Lock held. */
+static void drop_prefetched(Loader *l) {
+    for (int k = 0; k < l->n_slots; k++) {
+        Slot *c = &l->slots[k];
+        if (c->state == SLOT_READY && k != l->served) c->state = SLOT_FREE;
+        else if (c->state == SLOT_FILLING) c->discard = true;
+    }
+    for (int k = 0; k < l->n_slots; k++)
+        while (l->slots[k].state == SLOT_FILLING) pthread_cond_wait(&l->done, &l->mu);
+}
+
 int loader_set_output_size(Loader *l, int h, int w, Error *err) {
     pthread_mutex_lock(&l->mu);
     int rc = 0;
@@ -270,17 +282,21 @@ int loader_set_output_size(Loader *l, int h, int w, Error *err) {
         rc = error_set(err, "output size %dx%d is larger than the %zu values per image the loader was made for", h, w,
                        l->max_img);
     if (rc == 0) {
-        /* drop prefetched batches (made at the old size) and wait for the workers to leave them */
-        for (int k = 0; k < l->n_slots; k++) {
-            Slot *c = &l->slots[k];
-            if (c->state == SLOT_READY && k != l->served) c->state = SLOT_FREE;
-            else if (c->state == SLOT_FILLING) c->discard = true;
-        }
-        for (int k = 0; k < l->n_slots; k++)
-            while (l->slots[k].state == SLOT_FILLING) pthread_cond_wait(&l->done, &l->mu);
+        drop_prefetched(l); /* made at the old size */
         rc = l->src->set_output(l->src, h, w, err);
         l->img = (size_t)l->src->h * l->src->w * l->src->c;
     }
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+int loader_set_randaugment(Loader *l, int depth, double severity, int set, Error *err) {
+    if (!l->src->set_randaugment)
+        return error_set(err, "randaugment works on image data (the imagenet dataset kind: an FFCV file or an "
+                              "ImageFolder), not on in-memory arrays");
+    pthread_mutex_lock(&l->mu);
+    drop_prefetched(l); /* made without it */
+    int rc = l->src->set_randaugment(l->src, depth, severity, set, err);
     pthread_mutex_unlock(&l->mu);
     return rc;
 }

@@ -97,6 +97,9 @@ int loader_get(Loader *l, int64_t epoch, int64_t b, Batch *out, Error *err);
  * threads: batches prefetched at the old size are dropped. The size may not exceed the one the loader was
  * created with; only image sources (imagenet) can change it. */
 int loader_set_output_size(Loader *l, int h, int w, Error *err);
+/* Applies Composer's RandAugment (depth ops of `set` with strength up to severity) to every training image from
+ * now on, after its crop and flip; only image sources (imagenet) can. */
+int loader_set_randaugment(Loader *l, int depth, double severity, int set, Error *err);
 /* The corrupt samples replaced since the last call: their count, and the first one's message in msg. */
 int64_t loader_take_corrupt(Loader *l, char *msg, size_t size);
 /* The size of a dataset known without opening it (ImageNet-1k: 1,281,167 train / 50,000 val), or -1. */

@@ -30,6 +30,8 @@ struct SampleSource {
     /* Changes the output size (progressive resizing); NULL when the source cannot. Never larger than at
      * creation (the loader's buffers are sized for that). */
     int (*set_output)(SampleSource *src, int h, int w, Error *err);
+    /* Turns RandAugment on for training samples; NULL when the source cannot (in-memory data). */
+    int (*set_randaugment)(SampleSource *src, int depth, double severity, int set, Error *err);
     /* The page of sample s for quasi-random order, or NULL when the source has no pages. */
     int64_t (*page_of)(const void *src, int64_t s);
     void (*destroy)(SampleSource *src);

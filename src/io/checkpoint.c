@@ -126,7 +126,8 @@ int ckpt_load_weights(Model *m, const char *path, const LoadRules *rules, Error 
     return rc;
 }
 
-int ckpt_save_state(const Model *m, const Optimizer *o, const Progress *p, const char *path, Error *err) {
+int ckpt_save_state(const Model *m, const Optimizer *o, const Progress *p, const CkptHooks *hooks, const char *path,
+                    Error *err) {
     float *mom = NULL;
     if (o->momentum) {
         mom = malloc((size_t)m->n_weights * sizeof *mom);
@@ -149,6 +150,7 @@ int ckpt_save_state(const Model *m, const Optimizer *o, const Progress *p, const
     snprintf(v[3], sizeof v[3], "%" PRId64, p->samples);
     snprintf(v[4], sizeof v[4], "%" PRId64, o->steps);
     const char *keys[5] = {"epoch", "batch_in_epoch", "batch", "samples", "optimizer_steps"};
+    if (rc == 0 && hooks && hooks->save) rc = hooks->save(hooks->ctx, st, err);
     if (rc == 0) rc = st_writer_meta(st, "format", STATE_FORMAT, err);
     for (int i = 0; rc == 0 && i < 5; i++) rc = st_writer_meta(st, keys[i], v[i], err);
     if (rc == 0) rc = st_writer_write(st, path, err);
@@ -167,7 +169,7 @@ static int meta_int(const SafeTensors *st, const char *path, const char *key, in
     return 0;
 }
 
-int ckpt_load_state(const Model *m, Optimizer *o, Progress *p, const char *path, Error *err) {
+int ckpt_load_state(const Model *m, Optimizer *o, Progress *p, const CkptHooks *hooks, const char *path, Error *err) {
     SafeTensors *st;
     if (st_open(path, &st, err)) return -1;
     int rc = 0;
@@ -196,6 +198,7 @@ int ckpt_load_state(const Model *m, Optimizer *o, Progress *p, const char *path,
         }
         if (rc == 0) m->be->ops->upload(m->be, o->momentum, host, (size_t)m->n_weights * sizeof *host);
     }
+    if (rc == 0 && hooks && hooks->load) rc = hooks->load(hooks->ctx, st, path, err);
     free(host);
     st_close(st);
     return rc;

@@ -13,6 +13,7 @@
 
 #include "config/schema.h"
 #include "model/model.h"
+#include "io/safetensors.h"
 #include "train/optim.h"
 
 /* Where training stands; saved in the state file. */
@@ -35,10 +36,18 @@ int ckpt_save_weights(const Model *m, const char *path, int n_meta, const char *
 /* Loads a state_dict (ctrain's or one exported from torchvision) into m. A tensor whose shape differs from
  * the model's is an error naming both shapes. */
 int ckpt_load_weights(Model *m, const char *path, const LoadRules *rules, Error *err);
-/* Writes the optimizer state and progress to path. */
-int ckpt_save_state(const Model *m, const Optimizer *o, const Progress *p, const char *path, Error *err);
-/* Reads what ckpt_save_state wrote into o and p. */
-int ckpt_load_state(const Model *m, Optimizer *o, Progress *p, const char *path, Error *err);
+/* Extra state that algorithms keep (EMA weights): tensors added to / read from the state file. */
+typedef struct CkptHooks {
+    int (*save)(void *ctx, StWriter *w, Error *err);
+    int (*load)(void *ctx, const SafeTensors *st, const char *path, Error *err);
+    void *ctx;
+} CkptHooks;
+
+/* Writes the optimizer state, progress and the hooks' tensors (hooks may be NULL) to path. */
+int ckpt_save_state(const Model *m, const Optimizer *o, const Progress *p, const CkptHooks *hooks, const char *path,
+                    Error *err);
+/* Reads what ckpt_save_state wrote into o, p and the hooks. */
+int ckpt_load_state(const Model *m, Optimizer *o, Progress *p, const CkptHooks *hooks, const char *path, Error *err);
 /* The state file that belongs to a weights file ("x/ep1-ba468.safetensors" -> "x/ep1-ba468.state"). */
 void ckpt_state_path(const char *weights_path, char *out, size_t size);
 

@@ -332,6 +332,8 @@ struct StWriter {
     int n, cap;
     WMeta *meta;
     int nmeta, meta_cap;
+    void **kept;          /* blocks freed with the writer (st_writer_keep) */
+    int nkept;
 };
 
 StWriter *st_writer_new(void) {
@@ -468,8 +470,21 @@ int st_writer_write(StWriter *w, const char *path, Error *err) {
     return atomic_commit(&af, err); /* reports a failed fwrite above through the stream's error flag */
 }
 
+int st_writer_keep(StWriter *w, void *block, Error *err) {
+    void **k = realloc(w->kept, (size_t)(w->nkept + 1) * sizeof *k);
+    if (!k) {
+        free(block);
+        return error_set(err, "out of memory");
+    }
+    w->kept = k;
+    w->kept[w->nkept++] = block;
+    return 0;
+}
+
 void st_writer_free(StWriter *w) {
     if (!w) return;
+    for (int i = 0; i < w->nkept; i++) free(w->kept[i]);
+    free(w->kept);
     for (int i = 0; i < w->n; i++) free(w->t[i].name);
     for (int i = 0; i < w->nmeta; i++) {
         free(w->meta[i].key);

@@ -67,7 +67,10 @@ int st_writer_add(StWriter *w, const char *name, StDtype dtype, int ndim, const 
 int st_writer_meta(StWriter *w, const char *key, const char *value, Error *err);
 /* Writes the file atomically: tensors laid out and listed in the order added. */
 int st_writer_write(StWriter *w, const char *path, Error *err);
-/* Frees the writer (not the tensors' data); NULL is fine. */
+/* Hands a malloc'ed block (holding tensors' data added by reference) to the writer, which frees it with itself. On
+ * failure the block is freed at once. */
+int st_writer_keep(StWriter *w, void *block, Error *err);
+/* Frees the writer (not the tensors' data, except blocks given to st_writer_keep); NULL is fine. */
 void st_writer_free(StWriter *w);
 
 #endif

@@ -148,7 +148,10 @@ int init_weights(Model *m, const ResnetOptions *o, uint64_t seed, Error *err) {
             bool is_last_bn = last_bn[0] && strncmp(p->name, last_bn, strlen(last_bn)) == 0 &&
                               p->name[strlen(last_bn)] == '.';
             apply_init(m, i, -1, x, seed, 0, o, is_last_bn ? last_bn : NULL);
-            for (int k = 0; k < o->initializers.n; k++)
+            /* layers added by model surgery (SqueezeExcite's FCs) appear at Composer's INIT, after the model's
+             * initializers ran: they keep PyTorch's default (nn.Linear: U(+-1/sqrt(fan_in))) */
+            bool surgery = m->layers[p->layer].surgery;
+            for (int k = 0; k < o->initializers.n && !surgery; k++)
                 apply_init(m, i, init_lookup(o->initializers.v[k]), x, seed, k + 1, o, NULL);
         }
         be->ops->upload(be, model_param_data(m, i), x, (size_t)p->numel * sizeof *x);

@@ -6,7 +6,9 @@
  *   and XAVIER_NORMAL / XAVIER_UNIFORM on conv and fc weights; BN_UNIFORM (BN weight ~ U[0,1), bias 0);
  *   BN_ONES; LINEAR_LOG_CONSTANT_BIAS (fc bias = -log(num_classes)).
  * Draws come from the counter-based stream (seed, INIT, parameter index), so they do not depend on order.
- * BN running statistics are reset to mean 0, var 1 and the counters to 0. */
+ * BN running statistics are reset to mean 0, var 1 and the counters to 0.
+ * Layers added by model surgery (Layer.surgery: SqueezeExcite's bias-less FCs) get PyTorch's default only:
+ * Composer creates them at INIT, after the recipe's initializers ran. */
 #ifndef CTRAIN_MODEL_INIT_H
 #define CTRAIN_MODEL_INIT_H
 

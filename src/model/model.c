@@ -4,11 +4,18 @@
  * input(s). A tensor read by two layers (a block's input feeds both the main branch and the shortcut)
  * receives two gradients: the first is written in place, the second goes to a scratch buffer and is added
  * (the `written` flags). Parameter gradients are written directly, or added from a scratch buffer when
- * accumulating over micro-batches. */
+ * accumulating over micro-batches.
+ *
+ * Model surgery layers: BLUR and SIGMOID are plain ops; CHANNEL_SCALE writes the gradients of both inputs;
+ * DROP multiplies by a per-sample mask drawn on the host before the forward (drop_prepare), and a 'block'
+ * DROP layer that drew 0 marks its whole branch skipped: forward leaves those layers out (their BN statistics
+ * and counters stay) and writes zeros for the branch, backward leaves them out and zeroes their parameter
+ * gradients (Composer's parameters get no gradient there; see docs/design.md). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
 #include "model/model.h"
 
 /* ------------------------------------------------------------------ building */
@@ -38,6 +45,7 @@ static Layer *add_layer(Model *m, LayerKind kind, const char *name, int in, Erro
     snprintf(l->name, sizeof l->name, "%s", name ? name : "");
     l->in = in;
     l->in2 = l->weight = l->bias = l->running_mean = l->running_var = l->num_batches_tracked = -1;
+    l->branch_first = -1;
     return l;
 }
 
@@ -153,21 +161,65 @@ int model_add(Model *m, int a, int b, Error *err) {
     return simple_layer(m, LAYER_ADD, a, b, m->channels[a], err);
 }
 
-int model_fc(Model *m, const char *name, int in, int cout, Error *err) {
+int model_linear(Model *m, const char *name, int in, int cout, bool bias, Error *err) {
     if (check_in(m, in, err)) return -1;
+    if (cout < 1) return error_set(err, "%s: a fully connected layer needs at least 1 output (got %d)", name, cout);
     if (!add_layer(m, LAYER_FC, name, in, err)) return -1;
     int64_t ws[2] = {cout, m->channels[in]}, bs = cout;
     int w = add_param(m, name, "weight", PARAM_TRAINABLE, 2, ws, err);
-    int b = add_param(m, name, "bias", PARAM_TRAINABLE, 1, &bs, err);
-    if (w < 0 || b < 0) return -1;
+    int b = bias ? add_param(m, name, "bias", PARAM_TRAINABLE, 1, &bs, err) : -1;
+    if (w < 0 || (bias && b < 0)) return -1;
     Layer *l = &m->layers[m->n_layers - 1];
     l->weight = w;
     l->bias = b;
     l->cout = cout;
-    m->num_classes = cout;
     int out = add_tensor(m, cout, err);
     if (out >= 0) m->layers[m->n_layers - 1].out = out;
     return out;
+}
+
+int model_fc(Model *m, const char *name, int in, int cout, Error *err) {
+    int out = model_linear(m, name, in, cout, true, err);
+    if (out >= 0) m->num_classes = cout;
+    return out;
+}
+
+int model_blur(Model *m, int in, int stride, Error *err) {
+    if (stride < 1) return error_set(err, "model: blur stride must be >= 1 (got %d)", stride);
+    int out = simple_layer(m, LAYER_BLUR, in, -1, in >= 0 && in < m->n_tensors ? m->channels[in] : 0, err);
+    if (out < 0) return -1;
+    Layer *l = &m->layers[m->n_layers - 1];
+    l->k = 3;
+    l->stride = stride;
+    l->pad = 1;
+    return out;
+}
+
+int model_drop(Model *m, int in, int branch_first, bool block, double frac, double drop_rate, Error *err) {
+    if (!(drop_rate >= 0 && drop_rate <= 1) || !(frac >= 0 && frac <= 1))
+        return error_set(err, "model: stochastic depth drop rate %g x %g is not in [0, 1]", frac, drop_rate);
+    if (branch_first < 0 || branch_first >= m->n_layers)
+        return error_set(err, "model: stochastic depth branch starts at layer %d of %d", branch_first, m->n_layers);
+    int out = simple_layer(m, LAYER_DROP, in, -1, in >= 0 && in < m->n_tensors ? m->channels[in] : 0, err);
+    if (out < 0) return -1;
+    Layer *l = &m->layers[m->n_layers - 1];
+    l->drop_block = block;
+    l->branch_first = branch_first;
+    l->drop_frac = frac;
+    l->drop_rate = drop_rate;
+    l->drop_p = (float)(frac * (1.0 * drop_rate));
+    return out;
+}
+
+int model_sigmoid(Model *m, int in, Error *err) {
+    return simple_layer(m, LAYER_SIGMOID, in, -1, in >= 0 && in < m->n_tensors ? m->channels[in] : 0, err);
+}
+
+int model_channel_scale(Model *m, int x, int s, Error *err) {
+    if (check_in(m, x, err) || check_in(m, s, err)) return -1;
+    if (m->channels[x] != m->channels[s])
+        return error_set(err, "model: channel scale of %d channels by %d", m->channels[x], m->channels[s]);
+    return simple_layer(m, LAYER_CHANNEL_SCALE, x, s, m->channels[x], err);
 }
 
 int model_alloc(Model *m, Backend *be, Error *err) {
@@ -229,6 +281,19 @@ float *model_param_grad(const Model *m, int p) {
 
 int model_output(const Model *m) { return m->n_tensors - 1; }
 
+int model_count_layers(const Model *m, LayerKind kind) {
+    int n = 0;
+    for (int i = 0; i < m->n_layers; i++) n += m->layers[i].kind == kind;
+    return n;
+}
+
+void model_set_drop_scale(Model *m, double factor) {
+    for (int i = 0; i < m->n_layers; i++) {
+        Layer *l = &m->layers[i];
+        if (l->kind == LAYER_DROP) l->drop_p = (float)(l->drop_frac * (factor * l->drop_rate));
+    }
+}
+
 /* ------------------------------------------------------------------ planning */
 
 /* Carves aligned pieces out of one block: first pass counts, second pass hands out pointers. */
@@ -269,6 +334,16 @@ static int plan_shapes(Model *m, Plan *p, Error *err) {
             h = p->pdesc[i].oh;
             w = p->pdesc[i].ow;
             break;
+        case LAYER_BLUR:
+            /* Composer's blur_2d returns its input unchanged when h + 2 < 3: never, for h >= 1 */
+            if (pool_desc_init(&p->pdesc[i], p->n, h, w, c, 3, l->stride, 1, err)) return error_prefix(err, "blur");
+            h = p->pdesc[i].oh;
+            w = p->pdesc[i].ow;
+            break;
+        case LAYER_CHANNEL_SCALE:
+            if (p->th[l->in2] != 1 || p->tw[l->in2] != 1)
+                return error_set(err, "channel scale by a %dx%d tensor (must be 1x1)", p->th[l->in2], p->tw[l->in2]);
+            break;
         case LAYER_AVGPOOL:
             h = w = 1;
             break;
@@ -290,6 +365,22 @@ static int plan_shapes(Model *m, Plan *p, Error *err) {
     return 0;
 }
 
+int model_flops(Model *m, int h, int w, double *out, Error *err) {
+    Plan p = {.n = 1, .h = h, .w = w};
+    int T = m->n_tensors, L = m->n_layers;
+    p.th = calloc((size_t)T, sizeof *p.th);
+    p.tw = calloc((size_t)T, sizeof *p.tw);
+    p.cdesc = calloc((size_t)(L > 0 ? L : 1), sizeof *p.cdesc);
+    p.pdesc = calloc((size_t)(L > 0 ? L : 1), sizeof *p.pdesc);
+    int rc = (!p.th || !p.tw || !p.cdesc || !p.pdesc) ? error_set(err, "out of memory") : plan_shapes(m, &p, err);
+    *out = rc ? 0 : p.flops_forward;
+    free(p.th);
+    free(p.tw);
+    free(p.cdesc);
+    free(p.pdesc);
+    return rc;
+}
+
 /* Lays out (or, with base NULL, measures) every buffer of the plan. */
 static void plan_layout(Model *m, Plan *p, Carver *c) {
     size_t max_act = 0;
@@ -309,6 +400,7 @@ static void plan_layout(Model *m, Plan *p, Carver *c) {
             p->bn_invstd[i] = carve(c, (size_t)l->cout * sizeof(float));
         }
         if (l->kind == LAYER_MAXPOOL) p->argmax[i] = carve(c, tensor_numel(m, p, l->out) * sizeof(int32_t));
+        if (l->kind == LAYER_DROP) p->mask[i] = carve(c, (size_t)p->n * sizeof(float));
     }
     p->scratch = p->train ? carve(c, max_act * sizeof(float)) : NULL;
     /* two parameters' worth: BN's (dgamma, dbeta) and FC's (dweight, dbias) are accumulated together */
@@ -332,11 +424,14 @@ int plan_create(Model *m, int n, int h, int w, bool train, Plan **out, Error *er
     p->bn_mean = calloc((size_t)L, sizeof *p->bn_mean);
     p->bn_invstd = calloc((size_t)L, sizeof *p->bn_invstd);
     p->argmax = calloc((size_t)L, sizeof *p->argmax);
+    p->mask = calloc((size_t)L, sizeof *p->mask);
+    p->host_mask = calloc((size_t)(n > 0 ? n : 1), sizeof *p->host_mask);
+    p->skip = calloc((size_t)(L > 0 ? L : 1), 1);
     p->conv = calloc((size_t)L, sizeof *p->conv);
     p->cdesc = calloc((size_t)L, sizeof *p->cdesc);
     p->pdesc = calloc((size_t)L, sizeof *p->pdesc);
     if (!p->th || !p->tw || !p->act || !p->grad || !p->written || !p->bn_mean || !p->bn_invstd || !p->argmax ||
-        !p->conv || !p->cdesc || !p->pdesc) {
+        !p->mask || !p->host_mask || !p->skip || !p->conv || !p->cdesc || !p->pdesc) {
         plan_destroy(m, p);
         return error_set(err, "out of memory");
     }
@@ -381,6 +476,9 @@ void plan_destroy(Model *m, Plan *p) {
     free(p->bn_mean);
     free(p->bn_invstd);
     free(p->argmax);
+    free(p->mask);
+    free(p->host_mask);
+    free(p->skip);
     free(p->conv);
     free(p->cdesc);
     free(p->pdesc);
@@ -392,16 +490,53 @@ void plan_destroy(Model *m, Plan *p) {
 #define BN_MOMENTUM 0.1f
 #define BN_EPS 1e-5f
 
+/* The stochastic-depth masks of this forward, uploaded to p->mask: in training each DROP layer draws from
+ * the stream (rng_seed, RNG_ALGO, MODEL_RNG_DROP | layer, rng_step): 'sample' keeps sample k when
+ * (1-p) + u_k >= 1 (torch: floor((1-p) + U[0,1)), 1 with probability 1-p, no 1/(1-p) rescale), 'block' keeps
+ * the whole batch when u < 1-p (torch.bernoulli(1-p)) and otherwise marks the branch skipped; in eval the
+ * factor is 1-p (all float32, as Composer's float32 drop_rate tensor). */
+static void drop_prepare(Model *m, Plan *p, bool train) {
+    memset(p->skip, 0, (size_t)m->n_layers);
+    for (int i = 0; i < m->n_layers; i++) {
+        const Layer *l = &m->layers[i];
+        if (l->kind != LAYER_DROP) continue;
+        float keep = 1.0f - l->drop_p, *h = p->host_mask;
+        if (!train) {
+            for (int k = 0; k < p->n; k++) h[k] = keep;
+        } else {
+            Rng r;
+            rng_init(&r, m->rng_seed, RNG_ALGO, MODEL_RNG_DROP | (uint64_t)i, m->rng_step);
+            if (l->drop_p == 0.0f) { /* Composer skips the draw ('if self.drop_rate:'); bernoulli(1) is 1 */
+                for (int k = 0; k < p->n; k++) h[k] = 1.0f;
+            } else if (l->drop_block) {
+                float v = rng_uniform(&r) < keep ? 1.0f : 0.0f;
+                for (int k = 0; k < p->n; k++) h[k] = v;
+            } else {
+                for (int k = 0; k < p->n; k++) h[k] = keep + rng_uniform(&r) >= 1.0f ? 1.0f : 0.0f;
+            }
+            if (m->drop_mask_hook) m->drop_mask_hook(m->drop_mask_hook_ctx, m, i, p->n, h);
+            if (l->drop_block && p->n > 0 && h[0] == 0.0f)
+                for (int j = l->branch_first; j <= i; j++) p->skip[j] = 1;
+        }
+        m->be->ops->upload(m->be, p->mask[i], h, (size_t)p->n * sizeof *h);
+    }
+}
+
 int model_forward(Model *m, Plan *p, bool train, Error *err) {
     Backend *be = m->be;
     const BackendOps *ops = be->ops;
     if (train && !p->train) return error_set(err, "model_forward: training needs a training plan");
+    drop_prepare(m, p, train);
     for (int i = 0; i < m->n_layers; i++) {
         const Layer *l = &m->layers[i];
         const float *x = p->act[l->in];
         float *y = p->act[l->out];
         int64_t rows = (int64_t)p->n * p->th[l->in] * p->tw[l->in];
         int c = m->channels[l->in];
+        if (p->skip[i]) { /* a dropped 'block' branch: its output is zero, its layers do not run */
+            if (l->kind == LAYER_DROP) ops->zero(be, y, tensor_numel(m, p, l->out) * sizeof(float));
+            continue;
+        }
         switch (l->kind) {
         case LAYER_CONV:
             if (ops->conv_forward(be, p->conv[i], x, model_param_data(m, l->weight), y, err))
@@ -435,8 +570,20 @@ int model_forward(Model *m, Plan *p, bool train, Error *err) {
             ops->add(be, rows * c, x, p->act[l->in2], y);
             break;
         case LAYER_FC:
-            ops->fc_forward(be, p->n, c, l->cout, x, model_param_data(m, l->weight), model_param_data(m, l->bias),
-                            y);
+            ops->fc_forward(be, p->n, c, l->cout, x, model_param_data(m, l->weight),
+                            l->bias >= 0 ? model_param_data(m, l->bias) : NULL, y);
+            break;
+        case LAYER_BLUR:
+            ops->blur_forward(be, &p->pdesc[i], x, y);
+            break;
+        case LAYER_DROP:
+            ops->sample_scale(be, p->n, rows / (p->n ? p->n : 1) * c, p->mask[i], x, y);
+            break;
+        case LAYER_SIGMOID:
+            ops->sigmoid_forward(be, rows * c, x, y);
+            break;
+        case LAYER_CHANNEL_SCALE:
+            ops->channel_scale_forward(be, p->n, p->th[l->in] * p->tw[l->in], c, x, p->act[l->in2], y);
             break;
         }
     }
@@ -478,6 +625,13 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
         int64_t rows = (int64_t)p->n * p->th[l->in] * p->tw[l->in];
         int c = m->channels[l->in];
         bool need_dx = l->in != 0;
+        if (p->skip[i]) { /* a dropped 'block' branch: no gradient flows; its parameters' gradients are 0 */
+            int params[2] = {l->weight, l->bias};
+            for (int k = 0; k < 2 && !accumulate; k++)
+                if (params[k] >= 0 && m->params[params[k]].kind == PARAM_TRAINABLE)
+                    ops->zero(be, model_param_grad(m, params[k]), (size_t)m->params[params[k]].numel * sizeof(float));
+            continue;
+        }
         switch (l->kind) {
         case LAYER_CONV: {
             const float *w = model_param_data(m, l->weight);
@@ -529,15 +683,45 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
         }
         case LAYER_FC: {
             int64_t nw = m->params[l->weight].numel;
+            bool has_b = l->bias >= 0;
             float *dw = accumulate ? p->wscratch : model_param_grad(m, l->weight);
-            float *db = accumulate ? p->wscratch + nw : model_param_grad(m, l->bias);
+            float *db = !has_b ? NULL : accumulate ? p->wscratch + nw : model_param_grad(m, l->bias);
             ops->fc_backward(be, p->n, c, l->cout, x, model_param_data(m, l->weight), dy,
                              need_dx ? grad_target(p, l->in) : NULL, dw, db);
             if (accumulate) {
                 ops->axpy(be, nw, 1.0f, p->wscratch, model_param_grad(m, l->weight));
-                ops->axpy(be, l->cout, 1.0f, p->wscratch + nw, model_param_grad(m, l->bias));
+                if (has_b) ops->axpy(be, l->cout, 1.0f, p->wscratch + nw, model_param_grad(m, l->bias));
             }
             if (need_dx) grad_finish(m, p, l->in);
+            break;
+        }
+        case LAYER_BLUR:
+            if (!need_dx) break;
+            ops->blur_backward(be, &p->pdesc[i], dy, grad_target(p, l->in));
+            grad_finish(m, p, l->in);
+            break;
+        case LAYER_DROP:
+            if (!need_dx) break;
+            ops->sample_scale(be, p->n, rows / (p->n ? p->n : 1) * c, p->mask[i], dy, grad_target(p, l->in));
+            grad_finish(m, p, l->in);
+            break;
+        case LAYER_SIGMOID:
+            if (!need_dx) break;
+            ops->sigmoid_backward(be, rows * c, p->act[l->out], dy, grad_target(p, l->in));
+            grad_finish(m, p, l->in);
+            break;
+        case LAYER_CHANNEL_SCALE: {
+            /* one input at a time: each may need the shared scratch buffer */
+            int hw = p->th[l->in] * p->tw[l->in];
+            const float *s = p->act[l->in2];
+            if (need_dx) {
+                ops->channel_scale_backward(be, p->n, hw, c, x, s, dy, grad_target(p, l->in), NULL);
+                grad_finish(m, p, l->in);
+            }
+            if (l->in2 != 0) {
+                ops->channel_scale_backward(be, p->n, hw, c, x, s, dy, NULL, grad_target(p, l->in2));
+                grad_finish(m, p, l->in2);
+            }
             break;
         }
         }

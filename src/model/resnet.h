@@ -35,10 +35,38 @@ typedef struct ResnetOptions {
     DoubleList layers;         /* blocks per stage, overriding the name's (e.g. [2, 2, 2, 2]); empty: by name */
 } ResnetOptions;
 
+/* Model surgery: the Composer 0.9 algorithms that change the network (docs/design.md, "Model surgery"), as
+ * building options. The trainer fills it from the recipe's algorithm options at INIT; zero = no surgery.
+ *   BlurPool: a [1,2,1]x[1,2,1]/16 depthwise blur before every conv with stride > 1 and in_channels >=
+ *     blur_min_channels (blur_first; else the conv runs at stride 1 and the blur takes its stride), and every
+ *     max-pool becomes max-pool(k, stride 1) + blur(stride).
+ *   StochasticDepth: each residual block's branch (its last BN's output) is multiplied by a per-sample
+ *     ('sample') or per-batch ('block') 0/1 mask in training and by 1-p in eval; p of block i of L (1-based,
+ *     module order) is i/L * sd_drop_rate ('linear') or sd_drop_rate ('uniform'). Composer targets Bottleneck
+ *     blocks only; sd_basic_blocks also targets BasicBlock networks (ctrain's extension).
+ *   SqueezeExcite: after every conv with min(in, out channels) >= se_min_channels, y = conv * sigmoid(W2
+ *     relu(W1 avgpool(conv))), W1 [latent, C], W2 [C, latent], no biases; latent = se_latent_channels when
+ *     >= 1, else int(se_latent_channels * C). */
+typedef struct ResnetSurgery {
+    bool blurpool;               /* Composer BlurPool */
+    bool blur_convs, blur_maxpools, blur_first;
+    int blur_min_channels;
+    bool stochastic_depth;       /* Composer StochasticDepth */
+    int sd_method;               /* SdMethod (algorithms.h): 0 block, 1 sample */
+    double sd_drop_rate;
+    int sd_distribution;         /* SdDistribution (algorithms.h): 0 uniform, 1 linear */
+    bool sd_basic_blocks;        /* ctrain: also BasicBlock networks (Composer only targets Bottleneck) */
+    bool squeeze_excite;         /* Composer SqueezeExcite */
+    double se_latent_channels;
+    int se_min_channels;
+} ResnetSurgery;
+
 extern const Registry MODEL_REGISTRY;
 
 /* Builds the network described by o (with in_channels input channels when o->in_channels is 0) into m.
- * Parameters are not allocated yet (model_alloc). */
+ * Parameters are not allocated yet (model_alloc). The same as resnet_build_surgery with no surgery. */
 int resnet_build(const ResnetOptions *o, int in_channels, Model *m, Error *err);
+/* Builds the network of o with the model surgery s (NULL: none) applied, as Composer's INIT would leave it. */
+int resnet_build_surgery(const ResnetOptions *o, int in_channels, const ResnetSurgery *s, Model *m, Error *err);
 
 #endif

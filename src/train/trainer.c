@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "algorithms/algorithms.h"
 #include "core/fsutil.h"
 #include "model/init.h"
 #include "train/trainer.h"
@@ -77,14 +78,87 @@ void metrics_accumulate(const float *logits, const int32_t *labels, int n, int c
     }
 }
 
+/* ------------------------------------------------------------------ events and algorithms */
+
+static const char *const EVENT_NAMES[EVENT_COUNT] = {
+    "init", "fit_start", "epoch_start", "before_dataloader", "after_dataloader", "batch_start",
+    "before_train_batch", "before_forward", "after_forward", "before_loss", "after_loss", "before_backward",
+    "after_backward", "after_train_batch", "batch_end", "batch_checkpoint", "epoch_end", "epoch_checkpoint",
+    "fit_end", "eval_start", "eval_batch_start", "eval_before_forward", "eval_after_forward", "eval_batch_end",
+    "eval_end",
+};
+
+const char *event_name(Event e) { return e >= 0 && e < EVENT_COUNT ? EVENT_NAMES[e] : "?"; }
+
+bool event_is_after(Event e) { return strncmp(event_name(e), "after_", 6) == 0 || strstr(event_name(e), "_after_"); }
+
+/* Runs every algorithm on event e: in recipe order, reversed on AFTER_* events (Composer's engine). */
+static int run_event(Trainer *t, Event e, Error *err) {
+    bool rev = event_is_after(e);
+    for (int k = 0; k < t->n_algos; k++) {
+        AlgoRun *a = &t->algos[rev ? t->n_algos - 1 - k : k];
+        if (a->impl->run && a->impl->run(a->self, a->choice->options, e, &t->st, err))
+            return error_prefix(err, "algorithms.%s at %s", a->choice->entry->name, event_name(e));
+    }
+    return 0;
+}
+
+static int algos_create(Trainer *t, Error *err) {
+    const ChoiceList *cl = &t->cfg->algorithms;
+    t->algos = calloc((size_t)(cl->n ? cl->n : 1), sizeof *t->algos);
+    if (!t->algos) return error_set(err, "out of memory");
+    for (int k = 0; k < cl->n; k++) {
+        AlgoRun *a = &t->algos[k];
+        a->choice = &cl->items[k];
+        a->impl = a->choice->entry->impl;
+        a->self = calloc(1, a->impl->state_size ? a->impl->state_size : 1);
+        if (!a->self) return error_set(err, "out of memory");
+        t->n_algos = k + 1;
+        if (a->impl->create && a->impl->create(a->self, a->choice->options, &t->st, err))
+            return error_prefix(err, "algorithms.%s", a->choice->entry->name);
+    }
+    return 0;
+}
+
+/* Checkpoint hooks: every algorithm's extra state in the state file. */
+static int algos_save(void *ctx, StWriter *w, Error *err) {
+    Trainer *t = ctx;
+    for (int k = 0; k < t->n_algos; k++) {
+        AlgoRun *a = &t->algos[k];
+        if (a->impl->save && a->impl->save(a->self, a->choice->options, w, &t->st, err)) return -1;
+    }
+    return 0;
+}
+
+static int algos_load(void *ctx, const SafeTensors *st, const char *path, Error *err) {
+    Trainer *t = ctx;
+    for (int k = 0; k < t->n_algos; k++) {
+        AlgoRun *a = &t->algos[k];
+        if (a->impl->load && a->impl->load(a->self, a->choice->options, st, path, &t->st, err)) return -1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ setup */
 
 static int open_backend(Trainer *t, Error *err) {
     const char *dev = t->opts.device;
     if (!dev) dev = t->cfg->device.entry ? t->cfg->device.entry->name : "cpu";
-    if (backend_create(dev, t->opts.threads, &t->be, err))
-        return strcmp(dev, "gpu") == 0 ? error_prefix(err, "device") : -1;
-    return 0;
+    return backend_create(dev, t->opts.threads, &t->be, err);
+}
+
+/* amp, bf16 (and auto on a backend that has it) compute convolutions and the FC in bf16 with fp32 accumulation
+ * and fp32 master weights; fp16 maps to bf16 too (no loss scaling needed). Says so when a choice is not honoured. */
+static void set_precision(Backend *be, int precision, bool quiet) {
+    bool low = precision == PRECISION_AMP || precision == PRECISION_BF16 || precision == PRECISION_FP16;
+    const char *name = precision == PRECISION_AMP ? "amp" : precision == PRECISION_BF16 ? "bf16" : "fp16";
+    be->bf16 = be->ops->bf16 && (low || precision == PRECISION_AUTO);
+    if (quiet) return;
+    if (low && !be->ops->bf16)
+        fprintf(stderr, "note: precision %s: the %s backend computes in fp32 in this version of ctrain\n", name,
+                be->ops->name);
+    else if (precision == PRECISION_FP16 && be->bf16)
+        fprintf(stderr, "note: precision fp16: ctrain computes in bf16 (fp32 accumulation, no loss scaling)\n");
 }
 
 /* The eval batch size (Composer: eval_batch_size, defaulting to the train batch). */
@@ -121,7 +195,8 @@ static int build_model(Trainer *t, Error *err) {
         if (ls[i] && loader_num_classes(ls[i]) > o->num_classes)
             return error_set(err, "model.resnet.num_classes is %d but %s has labels up to %d; set num_classes",
                              o->num_classes, i ? "val_dataset" : "train_dataset", loader_num_classes(ls[i]) - 1);
-    if (resnet_build(o, c, &t->model, err)) return -1;
+    if (resnet_build_surgery(o, c, &t->st.surgery, &t->model, err)) return -1;
+    t->model.rng_seed = (uint64_t)t->cfg->seed;
     if (model_alloc(&t->model, t->be, err)) return -1;
     return init_weights(&t->model, o, (uint64_t)t->cfg->seed, err);
 }
@@ -177,7 +252,8 @@ static int resume(Trainer *t, bool *resumed, Error *err) {
     if (ckpt_load_weights(&t->model, weights, &rules, err)) return -1;
     ckpt_state_path(weights, state, sizeof state);
     if (full && fs_exists(state)) {
-        if (ckpt_load_state(&t->model, &t->opt, &t->progress, state, err)) return -1;
+        CkptHooks hooks = {.save = algos_save, .load = algos_load, .ctx = t};
+        if (ckpt_load_state(&t->model, &t->opt, &t->progress, &hooks, state, err)) return -1;
         *resumed = true;
     }
     report_line(&t->rep, "loaded %s%s", weights, *resumed ? " (resuming training state)" : " (weights only)");
@@ -198,23 +274,18 @@ static int alloc_buffers(Trainer *t, Error *err) {
     t->losses = be->ops->alloc(be, (size_t)rows * sizeof(float));
     if (!t->targets_host || !t->losses_host || !t->logits_host || !t->targets || !t->losses)
         return error_set(err, "out of memory for the step buffers");
-    return 0;
-}
-
-/* Lists, in one message, the algorithms of the recipe this version cannot run yet, so a user sees all of them
- * at once. */
-static int check_supported(const Config *cfg, bool training, Error *err) {
-    char algos[512] = "";
-    size_t at = 0;
-    for (int i = 0; training && i < cfg->algorithms.n; i++) {
-        const char *name = cfg->algorithms.items[i].entry->name;
-        if (strcmp(name, "channels_last") == 0) continue; /* ctrain is NHWC already: nothing to do */
-        at += (size_t)snprintf(algos + at, at < sizeof algos ? sizeof algos - at : 0, "%s%s", at ? ", " : "", name);
-        if (at >= sizeof algos) at = sizeof algos - 1;
+    /* the writable host copy of a training batch that algorithms work on */
+    if (t->train) {
+        int h, w, c;
+        loader_shape(t->train, &h, &w, &c);
+        t->st.capacity = (size_t)t->cfg->train_batch_size * h * w * c;
+        t->st.images = malloc(t->st.capacity * sizeof(float));
+        t->st.labels = malloc((size_t)t->cfg->train_batch_size * sizeof(int32_t));
+        t->st.train_res = w;
+        if (!t->st.images || !t->st.labels) return error_set(err, "out of memory for the host batch");
     }
-    if (!algos[0]) return 0;
-    return error_set(err, "this recipe needs parts this version of ctrain does not have yet: training with the "
-                          "algorithms %s (remove them from the recipe)", algos);
+    t->st.targets = t->targets_host;
+    return 0;
 }
 
 int trainer_create(Trainer **out, const Config *cfg, const TrainerOptions *opts, Error *err) {
@@ -230,14 +301,25 @@ int trainer_create(Trainer **out, const Config *cfg, const TrainerOptions *opts,
         t->mopt = cfg->model.options;
         t->loss = t->mopt->loss_name == RESNET_LOSS_BCE ? LOSS_BCE_WITH_LOGITS : LOSS_SOFT_CROSS_ENTROPY;
     }
-    if (rc == 0) rc = check_supported(cfg, opts->need_train_data, err);
     if (rc == 0) rc = open_backend(t, err);
-    if (rc == 0 && cfg->precision != PRECISION_FP32 && cfg->precision != PRECISION_AUTO && !opts->quiet)
-        fprintf(stderr, "note: precision %s: the %s backend computes in fp32 in this version of ctrain\n",
-                cfg->precision == PRECISION_AMP ? "amp" : cfg->precision == PRECISION_BF16 ? "bf16" : "fp16",
-                t->be->ops->name);
+    if (rc == 0) set_precision(t->be, cfg->precision, opts->quiet);
     if (rc == 0) rc = open_data(t, err);
+    if (rc == 0) {
+        t->st.cfg = cfg;
+        t->st.be = t->be;
+        t->st.model = &t->model;
+        t->st.tl = &t->tl;
+        t->st.opt = &t->opt;
+        t->st.train_loader = t->train;
+        t->st.progress = &t->progress;
+        t->st.seed = (uint64_t)cfg->seed;
+        t->st.trainer = t;
+    }
+    /* the recipe's algorithms: created, then INIT (model surgery) before the model is built */
+    if (rc == 0 && opts->need_train_data) rc = algos_create(t, err);
+    if (rc == 0) rc = run_event(t, EVENT_INIT, err);
     if (rc == 0) rc = build_model(t, err);
+    if (rc == 0) t->st.classes = t->model.num_classes;
     if (rc == 0 && t->train) rc = timeline_compute(cfg, loader_samples(t->train), &t->tl, err);
     if (rc == 0 && !t->train) t->tl.micro_batch = 0;
     if (rc == 0 && t->opts.need_train_data) rc = optim_create(&t->opt, &cfg->optimizers, t->model.n_weights, t->be, err);
@@ -261,6 +343,14 @@ int trainer_create(Trainer **out, const Config *cfg, const TrainerOptions *opts,
 
 void trainer_destroy(Trainer *t) {
     if (!t) return;
+    for (int k = 0; k < t->n_algos; k++) {
+        AlgoRun *a = &t->algos[k];
+        if (a->impl->destroy) a->impl->destroy(a->self, &t->st);
+        free(a->self);
+    }
+    free(t->algos);
+    free(t->st.images);
+    free(t->st.labels);
     for (int i = 0; i < PLAN_CACHE; i++) plan_destroy(&t->model, t->plans[i]);
     if (t->be) {
         if (t->targets) t->be->ops->free(t->be, t->targets);
@@ -333,7 +423,11 @@ static void report_corrupt(Trainer *t, Loader *l, const char *what) {
 static int run_eval(Trainer *t, Error *err) {
     if (!t->val) return 0;
     EvalResult r;
-    if (trainer_evaluate(t, &r, err)) return -1;
+    /* EVAL_START / EVAL_END around the evaluation: EMA swaps its weights in and out */
+    if (run_event(t, EVENT_EVAL_START, err)) return -1;
+    int rc = trainer_evaluate(t, &r, err);
+    if (run_event(t, EVENT_EVAL_END, rc ? NULL : err) && rc == 0) return -1;
+    if (rc) return -1;
     t->eval_seconds += r.seconds;
     t->last_eval = r;
     t->have_eval = true;
@@ -368,7 +462,8 @@ static int save_checkpoint(Trainer *t, Error *err) {
     snprintf(ba, sizeof ba, "%lld", (long long)t->progress.batch);
     const char *keys[3] = {"model_name", "epoch", "batch"}, *vals[3] = {t->mopt->model_name, ep, ba};
     if (ckpt_save_weights(&t->model, weights, 3, keys, vals, err)) return -1;
-    if (!t->cfg->save_weights_only && ckpt_save_state(&t->model, &t->opt, &t->progress, state, err)) return -1;
+    CkptHooks hooks = {.save = algos_save, .load = algos_load, .ctx = t};
+    if (!t->cfg->save_weights_only && ckpt_save_state(&t->model, &t->opt, &t->progress, &hooks, state, err)) return -1;
     /* latest links: the state link first, so a reader that follows latest.safetensors finds its state */
     char target[256];
     if (!t->cfg->save_weights_only) {
@@ -425,40 +520,90 @@ static bool interval_due(const TimeSpec *iv, const Timeline *tl, const Progress 
 
 /* ------------------------------------------------------------------ training */
 
-/* Forward, loss and backward of one micro-batch [n] starting at sample s of the batch; adds the summed
- * per-sample loss to *loss_sum. grad_scale is 1 / (samples in the whole batch). */
-static int train_micro(Trainer *t, int s, int n, float grad_scale, bool accumulate, double *loss_sum, Error *err) {
+/* Forward, loss and backward of micro-batch k (samples [start, start + n) of the host batch in t->st), with
+ * the micro-batch events; adds the summed per-sample loss to *loss_sum. grad_scale is 1 / (samples in the batch). */
+static int train_micro(Trainer *t, int k, int start, int n, float grad_scale, double *loss_sum, Error *err) {
     Backend *be = t->be;
-    Batch *b = &t->batch;
+    TrainState *st = &t->st;
     int classes = t->model.num_classes;
-    size_t img = (size_t)b->h * b->w * b->c;
+    st->micro = k;
+    st->micro_start = start;
+    st->micro_n = n;
+    if (run_event(t, EVENT_BEFORE_FORWARD, err)) return -1;
+    size_t img = (size_t)st->h * st->w * st->c;
     Plan *p;
-    if (get_plan(t, n, b->h, b->w, true, &p, err)) return -1;
-    be->ops->upload(be, p->act[0], b->images + (size_t)s * img, (size_t)n * img * sizeof(float));
-    one_hot(t->targets_host, b->labels + s, n, classes);
-    be->ops->upload(be, t->targets, t->targets_host, (size_t)n * classes * sizeof(float));
+    if (get_plan(t, n, st->h, st->w, true, &p, err)) return -1;
+    be->ops->upload(be, p->act[0], st->images + (size_t)start * img, (size_t)n * img * sizeof(float));
+    /* a stream for the drop layers unique to this forward: (batch, micro-batch, pass) */
+    t->model.rng_step = (uint64_t)t->progress.batch * 1024 + (uint64_t)k * 2 + (uint64_t)st->pass;
     if (model_forward(&t->model, p, true, err)) return -1;
+    if (run_event(t, EVENT_AFTER_FORWARD, err)) return -1;
+    one_hot(st->targets, st->labels + start, n, classes);
+    if (run_event(t, EVENT_BEFORE_LOSS, err)) return -1;
+    be->ops->upload(be, t->targets, st->targets, (size_t)n * classes * sizeof(float));
     int out = model_output(&t->model);
     be->ops->loss_forward_backward(be, t->loss, n, classes, p->act[out], t->targets, grad_scale, t->losses, p->grad[out]);
     be->ops->download(be, t->losses_host, t->losses, (size_t)n * sizeof(float));
-    for (int i = 0; i < n; i++) *loss_sum += t->losses_host[i];
-    return model_backward(&t->model, p, accumulate, err);
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += t->losses_host[i];
+    *loss_sum += sum;
+    st->micro_loss = sum / n;
+    if (run_event(t, EVENT_AFTER_LOSS, err) || run_event(t, EVENT_BEFORE_BACKWARD, err)) return -1;
+    if (model_backward(&t->model, p, k > 0, err)) return -1;
+    return run_event(t, EVENT_AFTER_BACKWARD, err);
 }
 
-static int train_batch(Trainer *t, double lr, double *loss_out, Error *err) {
-    int n = t->batch.n, micro = t->tl.micro_batch;
+/* One pass over the micro-batches of the current batch: the gradients of the mean loss. */
+static int train_pass(Trainer *t, double *loss_out, Error *err) {
+    int n = t->st.n, micro = t->tl.micro_batch;
     double loss_sum = 0;
     for (int s = 0, k = 0; s < n; s += micro, k++) {
         int m = n - s < micro ? n - s : micro;
-        if (train_micro(t, s, m, 1.0f / (float)n, k > 0, &loss_sum, err)) return -1;
+        if (train_micro(t, k, s, m, 1.0f / (float)n, &loss_sum, err)) return -1;
     }
     *loss_out = loss_sum / n;
+    return 0;
+}
+
+/* SAM's closure: the batch's gradients again (pass 1), at the weights as they are now. */
+static int rerun_batch(TrainState *st, Error *err) {
+    Trainer *t = st->trainer;
+    double loss;
+    st->pass = 1;
+    int rc = train_pass(t, &loss, err);
+    st->pass = 0;
+    return rc;
+}
+
+static int train_batch(Trainer *t, double lr, double *loss_out, Error *err) {
+    t->st.pass = 0;
+    t->st.rerun = rerun_batch;
+    if (run_event(t, EVENT_BEFORE_TRAIN_BATCH, err)) return -1;
+    if (train_pass(t, loss_out, err)) return -1;
     if (!isfinite(*loss_out))
         return error_set(err, "the training loss became %s at epoch %lld batch %lld (lr %.4g); lower the learning "
                               "rate or check the data", isnan(*loss_out) ? "NaN" : "infinite",
                          (long long)t->progress.epoch, (long long)t->progress.batch_in_epoch, lr);
+    for (int k = 0; k < t->n_algos; k++) {
+        AlgoRun *a = &t->algos[k];
+        if (a->impl->before_step && a->impl->before_step(a->self, a->choice->options, &t->st, err))
+            return error_prefix(err, "algorithms.%s", a->choice->entry->name);
+    }
+    if (run_event(t, EVENT_AFTER_TRAIN_BATCH, err)) return -1;
     optim_step(&t->opt, t->be, t->model.weights, t->model.grads, lr);
     return 0;
+}
+
+/* The loader's batch (read-only) copied into the writable host batch that algorithms work on. */
+static void take_batch(Trainer *t) {
+    TrainState *st = &t->st;
+    const Batch *b = &t->batch;
+    st->n = b->n;
+    st->h = b->h;
+    st->w = b->w;
+    st->c = b->c;
+    memcpy(st->images, b->images, (size_t)b->n * b->h * b->w * b->c * sizeof(float));
+    memcpy(st->labels, b->labels, (size_t)b->n * sizeof(int32_t));
 }
 
 int trainer_fit(Trainer *t, Error *err) {
@@ -470,21 +615,27 @@ int trainer_fit(Trainer *t, Error *err) {
                 (long long)tl->steps_per_epoch, tl->batch_size, (long long)tl->grad_accum,
                 (long long)model_num_parameters(&t->model), t->run_dir);
     double fit_start = report_now();
+    if (run_event(t, EVENT_FIT_START, err)) return -1;
     while (pg->batch < tl->total_batches) {
         int64_t epoch = pg->epoch;
         double ep_start = report_now(), ep_loss = 0;
         int64_t ep_batches = 0, ep_samples = 0;
+        if (pg->batch_in_epoch == 0 && run_event(t, EVENT_EPOCH_START, err)) return -1;
         while (pg->batch_in_epoch < tl->steps_per_epoch && pg->batch < tl->total_batches) {
             double t0 = report_now();
+            if (run_event(t, EVENT_BEFORE_DATALOADER, err)) return -1;
             if (loader_get(t->train, epoch, pg->batch_in_epoch, &t->batch, err)) return -1;
+            take_batch(t);
+            if (run_event(t, EVENT_AFTER_DATALOADER, err) || run_event(t, EVENT_BATCH_START, err)) return -1;
             double lr = timeline_lr(tl, pg->batch), loss;
             if (train_batch(t, lr, &loss, err)) return -1;
             pg->batch++;
             pg->batch_in_epoch++;
-            pg->samples += t->batch.n;
+            pg->samples += t->st.n;
             ep_loss += loss;
             ep_batches++;
-            ep_samples += t->batch.n;
+            ep_samples += t->st.n;
+            if (run_event(t, EVENT_BATCH_END, err)) return -1;
             double now = report_now();
             t->train_seconds += now - t0;
             double ips = ep_samples / (now - ep_start);
@@ -496,6 +647,7 @@ int trainer_fit(Trainer *t, Error *err) {
             cJSON_AddNumberToObject(o, "samples", (double)pg->samples);
             cJSON_AddNumberToObject(o, "loss", loss);
             cJSON_AddNumberToObject(o, "lr", lr);
+            cJSON_AddNumberToObject(o, "res", t->st.w);
             cJSON_AddNumberToObject(o, "images_per_s", ips);
             report_event(&t->rep, o);
             double eta = (double)(tl->total_batches - pg->batch) * (now - fit_start) /
@@ -504,10 +656,12 @@ int trainer_fit(Trainer *t, Error *err) {
                             eta);
             if (interval_due(&t->cfg->eval_interval, tl, pg, false) && run_eval(t, err)) return -1;
             if (interval_due(&t->cfg->save_interval, tl, pg, false) && save_checkpoint(t, err)) return -1;
+            if (run_event(t, EVENT_BATCH_CHECKPOINT, err)) return -1;
         }
         if (pg->batch_in_epoch >= tl->steps_per_epoch) {
             pg->epoch++;
             pg->batch_in_epoch = 0;
+            if (run_event(t, EVENT_EPOCH_END, err)) return -1;
             double secs = report_now() - ep_start;
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "event", "epoch");
@@ -525,9 +679,11 @@ int trainer_fit(Trainer *t, Error *err) {
                 run_eval(t, err))
                 return -1;
             if (interval_due(&t->cfg->save_interval, tl, pg, true) && save_checkpoint(t, err)) return -1;
+            if (run_event(t, EVENT_EPOCH_CHECKPOINT, err)) return -1;
         }
     }
     /* FIT_END: a final evaluation unless the last batch was just evaluated, and a final checkpoint */
+    if (run_event(t, EVENT_FIT_END, err)) return -1;
     if (t->last_eval_batch != pg->batch && (t->cfg->eval_interval.set && t->cfg->eval_interval.value > 0) &&
         run_eval(t, err))
         return -1;

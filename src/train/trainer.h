@@ -2,6 +2,7 @@
  *
  * Per batch: load (loader) → split into grad_accum micro-batches → forward → loss → backward (gradients
  * accumulated) → optimizer step at lr * alpha(batch) → log; evaluation and checkpoints at their intervals.
+ * Composer's events are raised in Composer's order and the recipe's algorithms run on them (train/state.h).
  * The trainer owns the backend, model, loaders, optimizer and run folder for one run. */
 #ifndef CTRAIN_TRAIN_TRAINER_H
 #define CTRAIN_TRAIN_TRAINER_H
@@ -17,6 +18,7 @@
 #include "model/resnet.h"
 #include "train/optim.h"
 #include "train/report.h"
+#include "train/state.h"
 #include "train/timeline.h"
 
 /* Settings that come from ctrain's own flags rather than the recipe. */
@@ -35,6 +37,13 @@ typedef struct EvalResult {
 } EvalResult;
 
 typedef struct Plan Plan;
+
+/* One algorithm of the recipe at run time. */
+typedef struct AlgoRun {
+    const Choice *choice;          /* name and options */
+    const struct AlgorithmImpl *impl;
+    void *self;                    /* its private state */
+} AlgoRun;
 
 typedef struct Trainer {
     const Config *cfg;
@@ -55,6 +64,9 @@ typedef struct Trainer {
     Plan *plans[4];
     /* per-step buffers */
     Batch batch;              /* the current batch (loader memory, valid until the next loader_get) */
+    TrainState st;            /* what algorithms see; st.images is the writable host copy of the batch */
+    AlgoRun *algos;           /* in recipe order */
+    int n_algos;
     float *targets_host;      /* [micro, classes] */
     float *targets;           /* [micro, classes] backend */
     float *losses;            /* [micro] backend */

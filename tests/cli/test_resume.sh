@@ -36,6 +36,30 @@ cmp -s <(losses "$T/D1/metrics.jsonl") <(losses "$T/D2/metrics.jsonl") || fail "
 run --run_dir "$T/D3" --max_duration 1ep --seed 8
 cmp -s <(losses "$T/D1/metrics.jsonl") <(losses "$T/D3/metrics.jsonl") && fail "a different seed gave the same losses"
 
+# F: the same with Composer's algorithms that carry state or randomness across the resume: EMA's shadow weights
+# (in the .state), MixUp's and stochastic depth's draws, SAM's step counter, progressive resizing's schedule
+cp "$T/small.yaml" "$T/algos.yaml"
+cat >> "$T/algos.yaml" <<YAML
+algorithms:
+  - blurpool: {min_channels: 8}
+  - ema: {half_life: 4ba, update_interval: 2ba}
+  - label_smoothing: {smoothing: 0.1}
+  - mixup: {alpha: 0.2}
+  - progressive_resizing: {initial_scale: 0.5, delay_fraction: 0.0, finetune_fraction: 0.5}
+  - sam: {rho: 0.05, interval: 2}
+  - stochastic_depth: {target_layer_name: ResNetBasicBlock, drop_rate: 0.3}
+YAML
+runa() { "$CTRAIN" train -f "$T/algos.yaml" --quiet "$@" > "$T/out.txt" 2>&1 || { cat "$T/out.txt" >&2; fail "run failed: $*"; }; }
+runa --save_folder "$T/F_ck" --run_dir "$T/F"
+runa --save_folder "$T/G_ck" --run_dir "$T/G" --load_path "$T/F_ck/ep1-ba6.safetensors"
+cmp -s "$T/F_ck/ep2-ba12.safetensors" "$T/G_ck/ep2-ba12.safetensors" || fail "with algorithms: resumed weights differ"
+cmp -s "$T/F_ck/ep2-ba12.state" "$T/G_ck/ep2-ba12.state" || fail "with algorithms: resumed state (EMA) differs"
+cmp -s <(losses "$T/F/metrics.jsonl" | awk '$1 > 6') <(losses "$T/G/metrics.jsonl") ||
+  fail "with algorithms: losses after resuming differ"
+fe=$(grep '"event":"eval"' "$T/F/metrics.jsonl" | tail -1 | sed -E 's/.*"top1":([^,]+),.*/\1/')
+ge=$(grep '"event":"eval"' "$T/G/metrics.jsonl" | tail -1 | sed -E 's/.*"top1":([^,]+),.*/\1/')
+[ -n "$fe" ] && [ "$fe" = "$ge" ] || fail "with algorithms: the resumed run's EMA evaluation differs ($fe vs $ge)"
+
 # save_num_checkpoints_to_keep keeps the newest
 run --save_folder "$T/E_ck" --run_dir "$T/E" --save_interval 2ba --save_num_checkpoints_to_keep 2
 n=$(ls "$T/E_ck" | grep -c '^ep.*\.safetensors$')

@@ -1,6 +1,7 @@
 /* test_backend_ops.c — every operation of the cpu backend against the ref backend on odd shapes, exactness
  * where the cpu backend promises it (relu, add, axpy, pools, sgd_step), finite-difference gradient checks of
- * the ref operations themselves, and bit-for-bit repeatability of the cpu backend for a fixed thread count. */
+ * the ref operations themselves, and bit-for-bit repeatability of the cpu backend for a fixed thread count;
+ * likewise for the model-surgery operations (blur, sigmoid, channel scale, per-sample scale). */
 #include <math.h>
 #include <omp.h>
 #include <stdbool.h>
@@ -736,6 +737,200 @@ static void test_cpu_thread_counts(void **state) {
     free(m), free(s), free(rm), free(rv);
 }
 
+/* ---------------------------------------------------------------- model surgery ops */
+
+typedef struct BlurCase {
+    int n, h, w, c, stride;
+} BlurCase;
+
+static const BlurCase BLUR_CASES[] = {
+    {2, 7, 5, 3, 1}, {2, 7, 5, 17, 2}, {1, 1, 1, 5, 2}, {3, 9, 11, 64, 2}, {1, 2, 3, 33, 1},
+    {2, 8, 8, 16, 3}, {1, 12, 10, 130, 2}, {2, 2, 2, 1, 2},
+};
+#define N_BLUR (sizeof BLUR_CASES / sizeof *BLUR_CASES)
+
+static void blur_desc_of(const BlurCase *bc, PoolDesc *d) {
+    Error err;
+    assert_int_equal(pool_desc_init(d, bc->n, bc->h, bc->w, bc->c, 3, bc->stride, 1, &err), 0);
+}
+
+/* The blur on odd shapes and strides, cpu against ref; the cpu result does not depend on the thread count. */
+static void test_blur_matches_ref(void **state) {
+    Backends *b = *state;
+    Backend *cpu3;
+    Error err = {{0}};
+    assert_int_equal(backend_create("cpu", 3, &cpu3, &err), 0);
+    for (size_t i = 0; i < N_BLUR; i++) {
+        PoolDesc d;
+        blur_desc_of(&BLUR_CASES[i], &d);
+        assert_int_equal(d.oh, (d.h - 1) / d.stride + 1);
+        size_t nx = (size_t)d.n * d.h * d.w * d.c, ny = (size_t)d.n * d.oh * d.ow * d.c;
+        float *x = frand(nx, -1, 1, 2100 + i), *dy = frand(ny, -1, 1, 2200 + i);
+        float *y0 = fz(ny), *y1 = frand(ny, 5, 6, 1), *y3 = fz(ny);
+        float *dx0 = fz(nx), *dx1 = frand(nx, 5, 6, 2), *dx3 = fz(nx); /* garbage: outputs are overwritten */
+        b->ref->ops->blur_forward(b->ref, &d, x, y0);
+        b->cpu->ops->blur_forward(b->cpu, &d, x, y1);
+        cpu3->ops->blur_forward(cpu3, &d, x, y3);
+        assert_close("blur forward", y1, y0, ny, 1e-6, 1e-6);
+        assert_same_floats("blur forward, 3 threads", y3, y1, ny);
+        b->ref->ops->blur_backward(b->ref, &d, dy, dx0);
+        b->cpu->ops->blur_backward(b->cpu, &d, dy, dx1);
+        cpu3->ops->blur_backward(cpu3, &d, dy, dx3);
+        assert_close("blur backward", dx1, dx0, nx, 1e-6, 1e-6);
+        assert_same_floats("blur backward, 3 threads", dx3, dx1, nx);
+        free(x), free(dy), free(y0), free(y1), free(y3), free(dx0), free(dx1), free(dx3);
+    }
+    /* a constant image stays constant inside (the filter sums to 1) and loses weight at zero-padded borders */
+    PoolDesc d;
+    BlurCase bc = {1, 5, 5, 2, 1};
+    blur_desc_of(&bc, &d);
+    float *x = fz(50), *y = fz(50);
+    for (int k = 0; k < 50; k++) x[k] = 1.0f;
+    b->cpu->ops->blur_forward(b->cpu, &d, x, y);
+    assert_true(y[(2 * 5 + 2) * 2] == 1.0f && y[0] == 0.5625f && y[2 * 2] == 0.75f);
+    free(x), free(y);
+    backend_destroy(cpu3);
+}
+
+static void test_sigmoid_matches_ref(void **state) {
+    Backends *b = *state;
+    const int64_t sizes[] = {1, 7, 1003, 40009};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        int64_t n = sizes[s];
+        float *x = frand((size_t)n, -12, 12, 2300 + s), *dy = frand((size_t)n, -1, 1, 2310 + s);
+        x[0] = 0.0f;
+        if (n > 3) x[1] = 100.0f, x[2] = -100.0f, x[3] = -0.0f;
+        float *y0 = fz((size_t)n), *y1 = fz((size_t)n), *dx0 = fz((size_t)n), *dx1 = fz((size_t)n);
+        b->ref->ops->sigmoid_forward(b->ref, n, x, y0);
+        b->cpu->ops->sigmoid_forward(b->cpu, n, x, y1);
+        assert_close("sigmoid forward", y1, y0, (size_t)n, 1e-7, 1e-6);
+        assert_true(y0[0] == 0.5f);
+        b->ref->ops->sigmoid_backward(b->ref, n, y0, dy, dx0);
+        b->cpu->ops->sigmoid_backward(b->cpu, n, y0, dy, dx1);
+        assert_close("sigmoid backward", dx1, dx0, (size_t)n, 1e-7, 1e-6);
+        free(x), free(dy), free(y0), free(y1), free(dx0), free(dx1);
+    }
+}
+
+typedef struct ScaleCase {
+    int n, hw, c;
+} ScaleCase;
+
+static const ScaleCase SCALE_CASES[] = {{1, 1, 1}, {3, 7, 5}, {2, 49, 130}, {5, 13, 64}, {2, 3136, 17}};
+
+static void test_channel_scale_matches_ref(void **state) {
+    Backends *b = *state;
+    for (size_t i = 0; i < sizeof SCALE_CASES / sizeof *SCALE_CASES; i++) {
+        const ScaleCase *sc = &SCALE_CASES[i];
+        size_t nx = (size_t)sc->n * sc->hw * sc->c, ns = (size_t)sc->n * sc->c;
+        float *x = frand(nx, -2, 2, 2400 + i), *s = frand(ns, 0, 1, 2410 + i), *dy = frand(nx, -1, 1, 2420 + i);
+        float *y0 = fz(nx), *y1 = fz(nx), *dx0 = fz(nx), *dx1 = frand(nx, 5, 6, 3), *ds0 = fz(ns), *ds1 = fz(ns);
+        b->ref->ops->channel_scale_forward(b->ref, sc->n, sc->hw, sc->c, x, s, y0);
+        b->cpu->ops->channel_scale_forward(b->cpu, sc->n, sc->hw, sc->c, x, s, y1);
+        assert_same_floats("channel scale forward", y1, y0, nx);
+        b->ref->ops->channel_scale_backward(b->ref, sc->n, sc->hw, sc->c, x, s, dy, dx0, ds0);
+        b->cpu->ops->channel_scale_backward(b->cpu, sc->n, sc->hw, sc->c, x, s, dy, dx1, ds1);
+        assert_same_floats("channel scale backward dx", dx1, dx0, nx);
+        assert_close("channel scale backward ds", ds1, ds0, ns, 1e-6 * sqrt((double)sc->hw), 1e-6);
+        /* each output alone, as the model calls it */
+        float *dx2 = fz(nx), *ds2 = fz(ns);
+        b->cpu->ops->channel_scale_backward(b->cpu, sc->n, sc->hw, sc->c, x, s, dy, dx2, NULL);
+        b->cpu->ops->channel_scale_backward(b->cpu, sc->n, sc->hw, sc->c, x, s, dy, NULL, ds2);
+        assert_same_floats("channel scale dx alone", dx2, dx1, nx);
+        assert_same_floats("channel scale ds alone", ds2, ds1, ns);
+        free(x), free(s), free(dy), free(y0), free(y1), free(dx0), free(dx1), free(ds0), free(ds1), free(dx2), free(ds2);
+    }
+}
+
+static void test_sample_scale_exact(void **state) {
+    Backends *b = *state;
+    const int ns[] = {1, 3, 8};
+    const int64_t inners[] = {1, 17, 4096 * 3 + 5};
+    for (size_t i = 0; i < 3; i++)
+        for (size_t j = 0; j < 3; j++) {
+            int n = ns[i];
+            int64_t inner = inners[j];
+            size_t total = (size_t)n * (size_t)inner;
+            float *x = frand(total, -3, 3, 2500 + i * 3 + j), *s = frand((size_t)n, 0, 1, 2510 + i);
+            s[0] = 0.0f;
+            float *y0 = fz(total), *y1 = fz(total);
+            b->ref->ops->sample_scale(b->ref, n, inner, s, x, y0);
+            b->cpu->ops->sample_scale(b->cpu, n, inner, s, x, y1);
+            assert_same_floats("sample scale", y1, y0, total);
+            for (int64_t k = 0; k < inner; k++) assert_true(y1[k] == 0.0f);
+            b->cpu->ops->sample_scale(b->cpu, n, inner, s, x, x); /* in place */
+            assert_same_floats("sample scale in place", x, y0, total);
+            free(x), free(s), free(y0), free(y1);
+        }
+}
+
+typedef struct SurgFd {
+    Backend *be;
+    const PoolDesc *d;
+    int n, hw, c;
+    float *x, *s;
+} SurgFd;
+
+static void blur_fd_eval(void *ctx, float *out) {
+    SurgFd *f = ctx;
+    f->be->ops->blur_forward(f->be, f->d, f->x, out);
+}
+
+static void sigmoid_fd_eval(void *ctx, float *out) {
+    SurgFd *f = ctx;
+    f->be->ops->sigmoid_forward(f->be, f->n, f->x, out);
+}
+
+static void channel_scale_fd_eval(void *ctx, float *out) {
+    SurgFd *f = ctx;
+    f->be->ops->channel_scale_forward(f->be, f->n, f->hw, f->c, f->x, f->s, out);
+}
+
+static void sample_scale_fd_eval(void *ctx, float *out) {
+    SurgFd *f = ctx;
+    f->be->ops->sample_scale(f->be, f->n, (int64_t)f->hw * f->c, f->s, f->x, out);
+}
+
+static void test_fd_surgery_ops(void **state) {
+    Backend *ref = ((Backends *)*state)->ref;
+    const BlurCase cases[] = {{2, 5, 6, 3, 2}, {1, 4, 3, 2, 1}, {1, 7, 7, 2, 3}};
+    for (size_t i = 0; i < 3; i++) {
+        PoolDesc d;
+        blur_desc_of(&cases[i], &d);
+        size_t nx = (size_t)d.n * d.h * d.w * d.c, ny = (size_t)d.n * d.oh * d.ow * d.c;
+        SurgFd f = {ref, &d, 0, 0, 0, frand(nx, -1, 1, 2600 + i), NULL};
+        float *r = frand(ny, -1, 1, 2610 + i), *dx = fz(nx);
+        ref->ops->blur_backward(ref, &d, r, dx);
+        assert_true(fd_check("blur dx", blur_fd_eval, &f, f.x, nx, r, ny, dx, 1e-2f) < 0.02);
+        free(f.x), free(r), free(dx);
+    }
+    {
+        SurgFd f = {ref, NULL, 9, 0, 0, frand(9, -4, 4, 2620), NULL};
+        float *r = frand(9, -1, 1, 2621), *y = fz(9), *dx = fz(9);
+        ref->ops->sigmoid_forward(ref, 9, f.x, y);
+        ref->ops->sigmoid_backward(ref, 9, y, r, dx);
+        assert_true(fd_check("sigmoid dx", sigmoid_fd_eval, &f, f.x, 9, r, 9, dx, 1e-2f) < 0.02);
+        free(f.x), free(r), free(y), free(dx);
+    }
+    {
+        int n = 2, hw = 5, c = 3;
+        size_t nx = (size_t)n * hw * c, ns = (size_t)n * c;
+        SurgFd f = {ref, NULL, n, hw, c, frand(nx, -1, 1, 2630), frand(ns, 0, 1, 2631)};
+        float *r = frand(nx, -1, 1, 2632), *dx = fz(nx), *ds = fz(ns);
+        ref->ops->channel_scale_backward(ref, n, hw, c, f.x, f.s, r, dx, ds);
+        assert_true(fd_check("channel scale dx", channel_scale_fd_eval, &f, f.x, nx, r, nx, dx, 1e-2f) < 0.02);
+        assert_true(fd_check("channel scale ds", channel_scale_fd_eval, &f, f.s, ns, r, nx, ds, 1e-2f) < 0.02);
+        /* the stochastic-depth backward is the same per-sample scale */
+        float keep[2] = {1.0f, 0.0f};
+        free(f.s);
+        f.s = keep;
+        float *dxs = fz(nx);
+        ref->ops->sample_scale(ref, n, (int64_t)hw * c, keep, r, dxs);
+        assert_true(fd_check("sample scale dx", sample_scale_fd_eval, &f, f.x, nx, r, nx, dxs, 1e-2f) < 0.02);
+        free(f.x), free(r), free(dx), free(ds), free(dxs);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory),
@@ -758,6 +953,11 @@ int main(void) {
         cmocka_unit_test(test_fd_losses),
         cmocka_unit_test(test_cpu_deterministic),
         cmocka_unit_test(test_cpu_thread_counts),
+        cmocka_unit_test(test_blur_matches_ref),
+        cmocka_unit_test(test_sigmoid_matches_ref),
+        cmocka_unit_test(test_channel_scale_matches_ref),
+        cmocka_unit_test(test_sample_scale_exact),
+        cmocka_unit_test(test_fd_surgery_ops),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -111,7 +111,7 @@ static void test_rules_and_errors(void **state) {
     build(&s, 7);
     Optimizer opt = {0};
     Progress pg;
-    assert_int_equal(ckpt_load_state(&s, &opt, &pg, path, &err), -1);
+    assert_int_equal(ckpt_load_state(&s, &opt, &pg, NULL, path, &err), -1);
     assert_non_null(strstr(err.msg, "not a ctrain state file"));
     model_free(&s);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "core/rng.h"
 #include "testutil.h"
 
@@ -64,4 +65,17 @@ const char *tu_tempdir(void) {
         abort();
     }
     return buf;
+}
+
+int tu_device_missing(const char *device) {
+    Backend *be = NULL;
+    Error err = {{0}};
+    if (backend_create(device, 1, &be, &err) == 0) {
+        backend_destroy(be);
+        return 0;
+    }
+    /* only "there is no GPU here" skips; any other failure to start the backend is the test's to report */
+    if (!strstr(err.msg, "no usable NVIDIA GPU") && !strstr(err.msg, "built without CUDA")) return 0;
+    printf("skipped: no GPU (%s)\n", err.msg);
+    return 1;
 }

@@ -23,6 +23,11 @@ const char *tu_shared(const char *name);
 /* Makes a fresh empty temporary folder and returns its path (static buffer, valid until the next call). */
 const char *tu_tempdir(void);
 
+/* The exit status ctest reports as "skipped" (SKIP_RETURN_CODE). */
+#define TU_SKIPPED 77
+/* True (after printing "skipped: no GPU (...)") when the backend called device cannot be created here. */
+int tu_device_missing(const char *device);
+
 /* cmocka assertion that a tu_compare result is within tolerance. */
 #define assert_close(name, got, ref, n, atol, rtol) \
     assert_true(tu_compare((name), (got), (ref), (n), (atol), (rtol)) <= 1.0)

@@ -5,8 +5,9 @@
  * in a fixed order (per-block partial sums combined in block order, blocks fixed by be->threads), so a run
  * is bit-for-bit repeatable for a given thread count. Inner loops run over the contiguous channel axis of
  * NHWC tensors so they vectorize. Batch-norm statistics accumulate in double (runs of BN_RUN rows are summed
- * in float first). relu, add, axpy, max pool (values and argmax), global average pool and sgd_step give
- * exactly the reference backend's results.
+ * in float first). relu, add, axpy, max pool (values and argmax), global average pool, sgd_step,
+ * channel_scale_forward and sample_scale give exactly the reference backend's results; the blur sums its nine
+ * taps in float (the reference in double).
  *
  * The backend keeps scratch memory (batch-norm partial sums here, the oneDNN workspace in cpu_conv.c), so
  * calls on one backend run one at a time, like work queued on one GPU stream. */
@@ -381,6 +382,119 @@ static void cpu_avgpool_backward(Backend *be, int n, int hw, int c, const float 
         }
 }
 
+/* ---------------------------------------------------------------- model surgery */
+
+/* BlurPool's [1,2,1] / 4 per axis; the 2-D taps (products) are exact in float. */
+static const float BLUR_TAP[3] = {0.25f, 0.5f, 0.25f};
+
+/* One output pixel of the blur for all channels: y [c] at (oy, ox) from image x [h, w, c]; taps summed in
+ * scan order in float, vectorized over channels. */
+static void blur_pixel(const PoolDesc *d, const float *x, int oy, int ox, float *restrict y) {
+    int y0 = oy * d->stride - 1, x0 = ox * d->stride - 1, c = d->c;
+    int ky0 = y0 < 0 ? -y0 : 0, ky1 = d->h - y0 < 3 ? d->h - y0 : 3;
+    int kx0 = x0 < 0 ? -x0 : 0, kx1 = d->w - x0 < 3 ? d->w - x0 : 3;
+    for (int j = 0; j < c; j++) y[j] = 0.0f;
+    for (int ky = ky0; ky < ky1; ky++)
+        for (int kx = kx0; kx < kx1; kx++) {
+            const float *xp = x + ((size_t)(y0 + ky) * d->w + x0 + kx) * c;
+            float t = BLUR_TAP[ky] * BLUR_TAP[kx];
+#pragma omp simd
+            for (int j = 0; j < c; j++) y[j] += t * xp[j];
+        }
+}
+
+static void cpu_blur_forward(Backend *be, const PoolDesc *d, const float *x, float *y) {
+#pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
+    for (int n = 0; n < d->n; n++)
+        for (int oy = 0; oy < d->oh; oy++)
+            for (int ox = 0; ox < d->ow; ox++)
+                blur_pixel(d, x + (size_t)n * d->h * d->w * d->c, oy, ox,
+                           y + (((size_t)n * d->oh + oy) * d->ow + ox) * d->c);
+}
+
+/* One input pixel's gradient for all channels: dx [c] at (iy, ix) gathers the outputs whose window covered it
+ * from dy [oh, ow, c] (no scatter, so threads never share an output). */
+static void blur_backward_pixel(const PoolDesc *d, const float *dy, int iy, int ix, float *restrict dx) {
+    int c = d->c, s = d->stride;
+    for (int j = 0; j < c; j++) dx[j] = 0.0f;
+    for (int ky = 0; ky < 3; ky++) {
+        int ty = iy + 1 - ky; /* = oy * stride */
+        if (ty < 0 || ty % s || ty / s >= d->oh) continue;
+        for (int kx = 0; kx < 3; kx++) {
+            int tx = ix + 1 - kx;
+            if (tx < 0 || tx % s || tx / s >= d->ow) continue;
+            const float *gp = dy + ((size_t)(ty / s) * d->ow + tx / s) * c;
+            float t = BLUR_TAP[ky] * BLUR_TAP[kx];
+#pragma omp simd
+            for (int j = 0; j < c; j++) dx[j] += t * gp[j];
+        }
+    }
+}
+
+static void cpu_blur_backward(Backend *be, const PoolDesc *d, const float *dy, float *dx) {
+#pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
+    for (int n = 0; n < d->n; n++)
+        for (int iy = 0; iy < d->h; iy++)
+            for (int ix = 0; ix < d->w; ix++)
+                blur_backward_pixel(d, dy + (size_t)n * d->oh * d->ow * d->c, iy, ix,
+                                    dx + (((size_t)n * d->h + iy) * d->w + ix) * d->c);
+}
+
+static void cpu_sigmoid_forward(Backend *be, int64_t n, const float *x, float *y) {
+#pragma omp parallel for simd schedule(static) num_threads(be->threads) if (n > (1 << 14))
+    for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
+static void cpu_sigmoid_backward(Backend *be, int64_t n, const float *y, const float *dy, float *dx) {
+#pragma omp parallel for simd schedule(static) num_threads(be->threads) if (n > (1 << 14))
+    for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (y[i] * (1.0f - y[i]));
+}
+
+static void cpu_channel_scale_forward(Backend *be, int n, int hw, int c, const float *x, const float *s, float *y) {
+#pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
+    for (int i = 0; i < n; i++)
+        for (int p = 0; p < hw; p++) {
+            const float *xp = x + ((size_t)i * hw + p) * c, *sp = s + (size_t)i * c;
+            float *yp = y + ((size_t)i * hw + p) * c;
+#pragma omp simd
+            for (int j = 0; j < c; j++) yp[j] = xp[j] * sp[j];
+        }
+}
+
+static void cpu_channel_scale_backward(Backend *be, int n, int hw, int c, const float *x, const float *s,
+                                       const float *dy, float *dx, float *ds) {
+    if (dx) cpu_channel_scale_forward(be, n, hw, c, dy, s, dx); /* dx = dy * s */
+    if (!ds) return;
+    int blocks = (c + AVG_CB - 1) / AVG_CB;
+#pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
+    for (int i = 0; i < n; i++)
+        for (int b = 0; b < blocks; b++) {
+            int c0 = b * AVG_CB, cn = (int)min64(AVG_CB, c - c0);
+            double acc[AVG_CB] = {0};
+            for (int p = 0; p < hw; p++) {
+                const float *xp = x + ((size_t)i * hw + p) * c + c0, *gp = dy + ((size_t)i * hw + p) * c + c0;
+#pragma omp simd
+                for (int j = 0; j < cn; j++) acc[j] += (double)gp[j] * xp[j];
+            }
+            for (int j = 0; j < cn; j++) ds[(size_t)i * c + c0 + j] = (float)acc[j];
+        }
+}
+
+#define SCALE_CHUNK 4096 /* floats per sample_scale task */
+
+static void cpu_sample_scale(Backend *be, int n, int64_t inner, const float *s, const float *x, float *y) {
+    int64_t chunks = (inner + SCALE_CHUNK - 1) / SCALE_CHUNK;
+#pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
+    for (int i = 0; i < n; i++)
+        for (int64_t b = 0; b < chunks; b++) {
+            int64_t j0 = b * SCALE_CHUNK, j1 = min64(j0 + SCALE_CHUNK, inner);
+            const float *xp = x + (size_t)i * inner;
+            float *yp = y + (size_t)i * inner, si = s[i];
+#pragma omp simd
+            for (int64_t j = j0; j < j1; j++) yp[j] = xp[j] * si;
+        }
+}
+
 /* ---------------------------------------------------------------- fully connected */
 
 /* yi [cout] at o0..o0+rb = b [cout] + dot(xi [cin], w [cout, cin] row o), rb <= FC_RB; sums in double. */
@@ -487,6 +601,29 @@ static void cpu_sgd_step(Backend *be, const SgdStep *s, int64_t n, float *p, con
 
 /* ---------------------------------------------------------------- table */
 
+/* ---------------------------------------------------------------- whole-vector helpers */
+
+static void cpu_scale(Backend *be, int64_t n, float alpha, float *x) {
+#pragma omp parallel for simd schedule(static) num_threads(be->threads) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] * alpha;
+}
+
+/* Per-thread partial sums over fixed blocks, added in block order: the same result for a given thread count. */
+static double cpu_sum_squares(Backend *be, int64_t n, const float *x) {
+    int blocks = be->threads > 0 ? be->threads : 1;
+    double part[256] = {0};
+    if (blocks > 256) blocks = 256;
+#pragma omp parallel for schedule(static) num_threads(blocks)
+    for (int b = 0; b < blocks; b++) {
+        double s = 0;
+        for (int64_t i = block_start(n, b, blocks); i < block_start(n, b + 1, blocks); i++) s += (double)x[i] * x[i];
+        part[b] = s;
+    }
+    double s = 0;
+    for (int b = 0; b < blocks; b++) s += part[b];
+    return s;
+}
+
 static const BackendOps CPU_OPS = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -512,10 +649,19 @@ static const BackendOps CPU_OPS = {
     .maxpool_backward = cpu_maxpool_backward,
     .avgpool_forward = cpu_avgpool_forward,
     .avgpool_backward = cpu_avgpool_backward,
+    .blur_forward = cpu_blur_forward,
+    .blur_backward = cpu_blur_backward,
+    .sigmoid_forward = cpu_sigmoid_forward,
+    .sigmoid_backward = cpu_sigmoid_backward,
+    .channel_scale_forward = cpu_channel_scale_forward,
+    .channel_scale_backward = cpu_channel_scale_backward,
+    .sample_scale = cpu_sample_scale,
     .fc_forward = cpu_fc_forward,
     .fc_backward = cpu_fc_backward,
     .loss_forward_backward = cpu_loss_forward_backward,
     .sgd_step = cpu_sgd_step,
+    .scale = cpu_scale,
+    .sum_squares = cpu_sum_squares,
 };
 
 /* Creates the cpu backend: the operation table, batch-norm scratch for threads blocks, the oneDNN context. */

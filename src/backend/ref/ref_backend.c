@@ -243,6 +243,87 @@ static void ref_avgpool_backward(Backend *be, int n, int hw, int c, const float 
             for (int ch = 0; ch < c; ch++) dx[((size_t)i * hw + p) * c + ch] = dy[(size_t)i * c + ch] / (float)hw;
 }
 
+/* ---------------------------------------------------------------- model surgery */
+
+/* Composer's BlurPool filter [1,2,1] x [1,2,1] / 16, one factor per axis (each /4). */
+static const double BLUR_TAP[3] = {0.25, 0.5, 0.25};
+
+static void ref_blur_forward(Backend *be, const PoolDesc *d, const float *x, float *y) {
+    for (int n = 0; n < d->n; n++)
+        for (int oy = 0; oy < d->oh; oy++)
+            for (int ox = 0; ox < d->ow; ox++)
+                for (int ch = 0; ch < d->c; ch++) {
+                    double s = 0;
+                    for (int ky = 0; ky < 3; ky++) {
+                        int iy = oy * d->stride - 1 + ky;
+                        if (iy < 0 || iy >= d->h) continue;
+                        for (int kx = 0; kx < 3; kx++) {
+                            int ix = ox * d->stride - 1 + kx;
+                            if (ix < 0 || ix >= d->w) continue;
+                            s += BLUR_TAP[ky] * BLUR_TAP[kx] * x[(((size_t)n * d->h + iy) * d->w + ix) * d->c + ch];
+                        }
+                    }
+                    y[(((size_t)n * d->oh + oy) * d->ow + ox) * d->c + ch] = (float)s;
+                }
+}
+
+/* Gathers, for every input pixel, the outputs whose window covered it: dx = sum tap * dy. */
+static void ref_blur_backward(Backend *be, const PoolDesc *d, const float *dy, float *dx) {
+    for (int n = 0; n < d->n; n++)
+        for (int iy = 0; iy < d->h; iy++)
+            for (int ix = 0; ix < d->w; ix++)
+                for (int ch = 0; ch < d->c; ch++) {
+                    double s = 0;
+                    for (int ky = 0; ky < 3; ky++) {
+                        int ty = iy + 1 - ky; /* = oy * stride */
+                        if (ty < 0 || ty % d->stride || ty / d->stride >= d->oh) continue;
+                        for (int kx = 0; kx < 3; kx++) {
+                            int tx = ix + 1 - kx;
+                            if (tx < 0 || tx % d->stride || tx / d->stride >= d->ow) continue;
+                            s += BLUR_TAP[ky] * BLUR_TAP[kx] *
+                                 dy[(((size_t)n * d->oh + ty / d->stride) * d->ow + tx / d->stride) * d->c + ch];
+                        }
+                    }
+                    dx[(((size_t)n * d->h + iy) * d->w + ix) * d->c + ch] = (float)s;
+                }
+}
+
+static void ref_sigmoid_forward(Backend *be, int64_t n, const float *x, float *y) {
+    for (int64_t i = 0; i < n; i++) y[i] = (float)(1.0 / (1.0 + exp(-(double)x[i])));
+}
+
+static void ref_sigmoid_backward(Backend *be, int64_t n, const float *y, const float *dy, float *dx) {
+    for (int64_t i = 0; i < n; i++) dx[i] = (float)((double)dy[i] * y[i] * (1.0 - (double)y[i]));
+}
+
+static void ref_channel_scale_forward(Backend *be, int n, int hw, int c, const float *x, const float *s, float *y) {
+    for (int i = 0; i < n; i++)
+        for (int p = 0; p < hw; p++)
+            for (int ch = 0; ch < c; ch++) {
+                size_t at = ((size_t)i * hw + p) * c + ch;
+                y[at] = x[at] * s[(size_t)i * c + ch];
+            }
+}
+
+static void ref_channel_scale_backward(Backend *be, int n, int hw, int c, const float *x, const float *s,
+                                       const float *dy, float *dx, float *ds) {
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++) {
+            double acc = 0;
+            for (int p = 0; p < hw; p++) {
+                size_t at = ((size_t)i * hw + p) * c + ch;
+                if (dx) dx[at] = dy[at] * s[(size_t)i * c + ch];
+                acc += (double)dy[at] * x[at];
+            }
+            if (ds) ds[(size_t)i * c + ch] = (float)acc;
+        }
+}
+
+static void ref_sample_scale(Backend *be, int n, int64_t inner, const float *s, const float *x, float *y) {
+    for (int i = 0; i < n; i++)
+        for (int64_t j = 0; j < inner; j++) y[(size_t)i * inner + j] = x[(size_t)i * inner + j] * s[i];
+}
+
 /* ---------------------------------------------------------------- fully connected */
 
 static void ref_fc_forward(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *b,
@@ -327,6 +408,18 @@ static void ref_sgd_step(Backend *be, const SgdStep *s, int64_t n, float *p, con
     }
 }
 
+/* ---------------------------------------------------------------- whole-vector helpers */
+
+static void ref_scale(Backend *be, int64_t n, float alpha, float *x) {
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] * alpha;
+}
+
+static double ref_sum_squares(Backend *be, int64_t n, const float *x) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+
 /* ---------------------------------------------------------------- table */
 
 static const BackendOps REF_OPS = {
@@ -354,10 +447,19 @@ static const BackendOps REF_OPS = {
     .maxpool_backward = ref_maxpool_backward,
     .avgpool_forward = ref_avgpool_forward,
     .avgpool_backward = ref_avgpool_backward,
+    .blur_forward = ref_blur_forward,
+    .blur_backward = ref_blur_backward,
+    .sigmoid_forward = ref_sigmoid_forward,
+    .sigmoid_backward = ref_sigmoid_backward,
+    .channel_scale_forward = ref_channel_scale_forward,
+    .channel_scale_backward = ref_channel_scale_backward,
+    .sample_scale = ref_sample_scale,
     .fc_forward = ref_fc_forward,
     .fc_backward = ref_fc_backward,
     .loss_forward_backward = ref_loss_forward_backward,
     .sgd_step = ref_sgd_step,
+    .scale = ref_scale,
+    .sum_squares = ref_sum_squares,
 };
 
 const BackendOps *ref_backend_ops(void) { return &REF_OPS; }
