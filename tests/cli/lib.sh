@@ -47,6 +47,17 @@ seed: 7
 YAML
 }
 
+# top1 RUN_DIR: the last evaluation's top-1 accuracy in the run's metrics.jsonl
+top1() { grep '"event":"eval"' "$1/metrics.jsonl" | tail -1 | sed -E 's/.*"top1":([0-9.e-]+).*/\1/'; }
+# bar NAME RUN_DIR MIN: the run's final top-1 is at least MIN (prints it)
+bar() {
+  local a
+  a=$(top1 "$2")
+  if [ -z "$a" ]; then fail "$1: no evaluation in $2/metrics.jsonl"; return; fi
+  awk -v a="$a" -v m="$3" 'BEGIN { exit !(a >= m) }' || fail "$1: top1 $a is below the bar $3"
+  echo "$1: top1 $a (bar $3)"
+}
+
 finish() {
   rm -rf "$T"
   if [ $FAILS -ne 0 ]; then echo "$FAILS check(s) failed" >&2; exit 1; fi
