@@ -64,6 +64,7 @@ typedef struct Backend Backend;
 typedef struct BackendOps {
     const char *name;
     bool bf16;   /* can compute convolutions and the FC in bf16 (see Backend.bf16) */
+    bool gpu;    /* runs on a GPU: precision "auto" means bf16 there, fp32 elsewhere */
 
     /* ---- memory ---- */
     void *(*alloc)(Backend *be, size_t bytes);                    /* zero-filled, 64-byte aligned; NULL on OOM */
@@ -98,11 +99,22 @@ typedef struct BackendOps {
     void (*bn_backward)(Backend *be, int64_t rows, int c, const float *x, const float *dy, const float *gamma,
                         const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
                         float *dbeta);
+    /* Optional fused forms (NULL: the model calls the two operations): batch norm followed by ReLU, bit-identical
+     * to them. Forward: y = max(bn_forward_train(x), 0). Backward: bn_backward of dy * (y > 0), with y the
+     * ReLU's output [rows, c] and dy its gradient; the BN's own output is never stored. */
+    void (*bn_relu_forward_train)(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
+                                  const float *beta, float *y, float *save_mean, float *save_invstd,
+                                  float *running_mean, float *running_var, float momentum, float eps);
+    void (*bn_relu_backward)(Backend *be, int64_t rows, int c, const float *x, const float *y, const float *dy,
+                             const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
+                             float *dgamma, float *dbeta);
 
     /* ---- elementwise over n floats ---- */
-    void (*relu_forward)(Backend *be, int64_t n, const float *x, float *y);
+    void (*relu_forward)(Backend *be, int64_t n, const float *x, float *y); /* may run in place (x == y) */
     void (*relu_backward)(Backend *be, int64_t n, const float *y, const float *dy, float *dx); /* dx = dy*(y>0) */
     void (*add)(Backend *be, int64_t n, const float *a, const float *b, float *y);           /* y = a + b */
+    /* Optional (NULL: the model calls add, then relu_forward in place): y = max(a + b, 0), bit-identical to them */
+    void (*add_relu)(Backend *be, int64_t n, const float *a, const float *b, float *y);
     void (*axpy)(Backend *be, int64_t n, float alpha, const float *x, float *y);             /* y += alpha*x */
 
     /* ---- pooling ---- */
@@ -165,7 +177,9 @@ struct Backend {
     const BackendOps *ops;
     int threads;   /* CPU threads the backend may use */
     bool bf16;     /* convolutions and the FC read bf16 copies of inputs and weights and accumulate in fp32;
-                    * everything else stays fp32. Only when ops->bf16; set before making plans. */
+                    * everything else stays fp32. Only when ops->bf16; set before making plans. The cpu
+                    * backend (ops->bf16 only on CPUs with AVX512_BF16 or AMX) does this for convolutions and
+                    * keeps the FC, a fraction of a percent of the step, in fp32. */
     void *impl;    /* the implementation's private state */
 };
 

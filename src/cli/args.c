@@ -33,7 +33,7 @@ static const struct {
     {"page_size", FLAG_INT64, offsetof(CliArgs, page_size)}, {"seed", FLAG_INT64, offsetof(CliArgs, seed)},
     {"train_size", FLAG_INT64, offsetof(CliArgs, train_size)},
     {"quiet", FLAG_BOOL, offsetof(CliArgs, quiet)},          {"dump", FLAG_BOOL, offsetof(CliArgs, dump)},
-    {"json", FLAG_BOOL, offsetof(CliArgs, json)},
+    {"json", FLAG_BOOL, offsetof(CliArgs, json)},          {"profile", FLAG_BOOL, offsetof(CliArgs, profile)},
 };
 
 /* Stores the value word v of flag f into a. */

@@ -18,17 +18,19 @@
 
 static const char *const BENCH_FLAGS[] = {"model", "batch", "res", "steps", "warmup", "classes", "channels", "width",
                                           "device", "threads", "json", "loader", "num_workers", "epochs",
-                                          "precision", NULL};
+                                          "precision", "profile", NULL};
 
 static void bench_help(void) {
     printf("usage: ctrain bench [--model resnet50] [--batch 32] [--res 224] [--steps 5] [--warmup 1]\n"
            "                    [--classes 1000] [--channels 3] [--width W] [--device cpu|cuda] [--precision fp32|bf16]\n"
-           "                    [--threads N] [--json]\n"
+           "                    [--threads N] [--profile] [--json]\n"
            "       ctrain bench --loader FILE.beton|FOLDER/train [--res 176] [--batch 64] [--num_workers N] [--epochs 2]\n"
            "                    [--json]\n\n"
            "Times the training step (forward, soft cross-entropy, backward, SGD with momentum) on random data and\n"
            "prints images/s and GFLOP/s (training FLOPs = 3 x the forward FLOPs of the conv and fc layers); on a GPU\n"
-           "also the device and the peak device memory. --precision bf16 (GPU): convolutions and the FC in bf16.\n"
+           "also the device and the peak device memory. --precision bf16: convolutions (and on a GPU the FC) in bf16.\n"
+           "--profile adds the time per layer kind, forward and backward, and of the loss and the optimizer\n"
+           "(each layer waits for the device, so the step is a little slower than without it).\n"
            "With --loader, times the training input pipeline instead: read, decode, RandomResizedCrop to --res,\n"
            "flip, normalize and batch, over an FFCV file or an ImageFolder split (a folder named train or val).\n");
 }
@@ -101,6 +103,31 @@ static int bench_loader(const CliArgs *a, Error *err) {
     return rc;
 }
 
+/* The --profile table: ms per step for each layer kind (forward, backward) that the model has, then the loss
+ * and the optimizer, with each row's share of the step; ReLUs fused into the layer before them (Plan.fuse) are
+ * counted in that layer's time. */
+static void print_profile(const Model *m, const Plan *p, const double *prof, int steps, double step_s) {
+    printf("%-14s %7s %11s %12s %8s\n", "layer kind", "layers", "forward ms", "backward ms", "share");
+    double total = 0;
+    for (int k = 0; k < LAYER_KIND_COUNT * 2 + 2; k++) total += prof[k];
+    for (int k = 0; k < LAYER_KIND_COUNT; k++) {
+        int count = model_count_layers(m, (LayerKind)k);
+        if (!count) continue;
+        double f = prof[2 * k] / steps * 1e3, b = prof[2 * k + 1] / steps * 1e3;
+        int fused = 0;
+        for (int i = 0; i < m->n_layers; i++) fused += m->layers[i].kind == (LayerKind)k && p->fuse[i] == 2;
+        printf("%-14s %7d %11.1f %12.1f %7.1f%%", layer_kind_name((LayerKind)k), count, f, b,
+               100.0 * (prof[2 * k] + prof[2 * k + 1]) / total);
+        if (fused) printf("  (%d run inside the layer before)", fused);
+        printf("\n");
+    }
+    printf("%-14s %7s %11.1f %12s %7.1f%%\n", "loss", "", prof[2 * LAYER_KIND_COUNT] / steps * 1e3, "",
+           100.0 * prof[2 * LAYER_KIND_COUNT] / total);
+    printf("%-14s %7s %11s %12.1f %7.1f%%\n", "optimizer", "", "", prof[2 * LAYER_KIND_COUNT + 1] / steps * 1e3,
+           100.0 * prof[2 * LAYER_KIND_COUNT + 1] / total);
+    printf("%-14s %7s %11.1f ms measured of %.1f ms per step\n", "total", "", total / steps * 1e3, step_s * 1e3);
+}
+
 int cmd_bench(int argc, char **argv) {
     CliArgs a;
     Error err = {{0}};
@@ -142,7 +169,7 @@ int cmd_bench(int argc, char **argv) {
     if (backend_create(a.device ? a.device : "cpu", a.threads, &be, &err)) goto fail;
     bool low = a.precision && strcmp(a.precision, "fp32") != 0;
     if (low && !be->ops->bf16) {
-        error_set(&err, "--precision %s: the %s backend computes in fp32 in this version of ctrain", a.precision,
+        error_set(&err, "--precision %s: the %s backend has no bf16 on this machine (on a CPU it needs AVX512_BF16)", a.precision,
                   be->ops->name);
         goto fail;
     }
@@ -171,20 +198,28 @@ int cmd_bench(int argc, char **argv) {
     Choice choice = {.entry = &sgd_entry, .options = &so};
     if (optim_create(&opt, &choice, m.n_weights, be, &err)) goto fail;
     int out = model_output(&m);
-    double t0 = 0;
+    double t0 = 0, prof[LAYER_KIND_COUNT * 2 + 2] = {0}; /* + loss, optimizer */
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
             if (be->ops->sync(be, &err)) goto fail;
             t0 = report_now();
+            if (a.profile) p->profile = prof;
         }
         if (model_forward(&m, p, true, &err)) goto fail;
+        double tl = report_now();
         be->ops->loss_forward_backward(be, LOSS_SOFT_CROSS_ENTROPY, batch, classes, p->act[out], tgt, 1.0f / batch,
                                        loss, p->grad[out]);
+        if (p->profile && be->ops->sync(be, &err)) goto fail;
+        if (p->profile) prof[LAYER_KIND_COUNT * 2] += report_now() - tl;
         if (model_backward(&m, p, false, &err)) goto fail;
+        double to = report_now();
         optim_step(&opt, be, m.weights, m.grads, 0.01);
+        if (p->profile && be->ops->sync(be, &err)) goto fail;
+        if (p->profile) prof[LAYER_KIND_COUNT * 2 + 1] += report_now() - to;
     }
     if (be->ops->sync(be, &err)) goto fail;
     double dt = (report_now() - t0) / steps, ips = batch / dt, gflops = 3.0 * p->flops_forward / dt / 1e9;
+    if (a.profile) print_profile(&m, p, prof, steps, dt);
     double peak_gib = be->ops->peak_bytes ? (double)be->ops->peak_bytes(be) / (1 << 30) : 0;
     const char *prec = be->bf16 ? "bf16" : "fp32";
     if (a.json)

@@ -12,8 +12,10 @@
  * and counters stay) and writes zeros for the branch, backward leaves them out and zeroes their parameter
  * gradients (Composer's parameters get no gradient there; see docs/design.md). */
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/rng.h"
 #include "model/model.h"
@@ -281,6 +283,28 @@ float *model_param_grad(const Model *m, int p) {
 
 int model_output(const Model *m) { return m->n_tensors - 1; }
 
+const char *layer_kind_name(LayerKind kind) {
+    static const char *const NAMES[LAYER_KIND_COUNT] = {"conv", "bn", "relu", "maxpool", "avgpool", "add", "fc",
+                                                        "blur", "drop", "sigmoid", "channel_scale"};
+    return kind >= 0 && kind < LAYER_KIND_COUNT ? NAMES[kind] : "?";
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* With p->profile: waits for the layer's work and adds its time since *t0 to its kind's slot (dir 0/1). */
+static int profile_layer(Model *m, Plan *p, LayerKind kind, int dir, double *t0, Error *err) {
+    if (!p->profile) return 0;
+    if (m->be->ops->sync(m->be, err)) return -1;
+    double t = now_s();
+    p->profile[kind * 2 + dir] += t - *t0;
+    *t0 = t;
+    return 0;
+}
+
 int model_count_layers(const Model *m, LayerKind kind) {
     int n = 0;
     for (int i = 0; i < m->n_layers; i++) n += m->layers[i].kind == kind;
@@ -381,16 +405,139 @@ int model_flops(Model *m, int h, int w, double *out, Error *err) {
     return rc;
 }
 
+/* ------------------------------------------------------------------ activation memory
+ * Every activation and gradient gets an interval of the step's schedule in which it holds a value: forward of
+ * layer i at time i, the loss at time L, backward of layer i at time 2L - i. Buffers whose intervals do not meet
+ * share memory (greedy first fit, largest first), so a training plan holds about what backward needs (the inputs
+ * of convs, BNs and FCs, the outputs of ReLUs) plus a small working set, and an evaluation plan little more
+ * than two layers' worth. Each layer kind's backward reads are listed in backward_reads. */
+
+typedef struct Life {
+    int start, end;      /* first and last time the buffer holds a value, inclusive */
+    size_t bytes;
+    size_t offset;       /* into the shared pool */
+} Life;
+
+/* Which activations layer l reads in its backward: its input, its second input, its output. */
+static void backward_reads(const Layer *l, bool *in, bool *in2, bool *out) {
+    *in = l->kind == LAYER_CONV || l->kind == LAYER_BN || l->kind == LAYER_FC || l->kind == LAYER_CHANNEL_SCALE;
+    *in2 = l->kind == LAYER_CHANNEL_SCALE;
+    *out = l->kind == LAYER_RELU || l->kind == LAYER_SIGMOID;
+}
+
+static void extend(Life *v, int t) {
+    if (t < v->start) v->start = t;
+    if (t > v->end) v->end = t;
+}
+
+/* Intervals of act [0, T) and grad [T, 2T) of the plan's tensors. */
+static void plan_lives(const Model *m, const Plan *p, Life *life) {
+    int T = m->n_tensors, L = m->n_layers, last = 2 * L + 1, out = model_output(m);
+    for (int t = 0; t < 2 * T; t++) life[t] = (Life){.start = INT32_MAX, .end = -2};
+    for (int t = 0; t < T; t++) life[t].bytes = life[T + t].bytes = tensor_numel(m, p, t) * sizeof(float);
+    /* the input is written before the step and read by the first layer's backward; the logits are read by
+     * the loss and by the trainer after the step */
+    extend(&life[0], -1);
+    extend(&life[0], p->train ? last : 0);
+    extend(&life[out], L);
+    if (p->train) extend(&life[out], last);
+    for (int i = 0; i < L; i++) {
+        const Layer *l = &m->layers[i];
+        if (p->fuse[i] == 2) continue; /* a ReLU run by the layer before it */
+        /* a BN or ADD fused with the ReLU after it writes the ReLU's output and, in backward, reads it and its
+         * gradient; its own output has no memory */
+        int lo = p->fuse[i] == 1 ? m->layers[i + 1].out : l->out;
+        if (p->fuse[i] == 1) life[l->out].bytes = life[T + l->out].bytes = 0;
+        extend(&life[lo], i);
+        extend(&life[l->in], i);
+        if (l->kind == LAYER_ADD || l->kind == LAYER_CHANNEL_SCALE) extend(&life[l->in2], i);
+        if (!p->train) continue;
+        bool rin, rin2, rout;
+        backward_reads(l, &rin, &rin2, &rout);
+        if (rin) extend(&life[l->in], 2 * L - i);
+        if (rin2) extend(&life[l->in2], 2 * L - i);
+        if (rout || p->fuse[i] == 1) extend(&life[lo], 2 * L - i);
+        /* gradients: the output's is read by this layer's backward; its inputs' are written there */
+        extend(&life[T + lo], 2 * L - i);
+        if (l->in > 0) extend(&life[T + l->in], 2 * L - i);
+        if ((l->kind == LAYER_ADD || l->kind == LAYER_CHANNEL_SCALE) && l->in2 > 0) extend(&life[T + l->in2], 2 * L - i);
+    }
+    if (p->train) extend(&life[T + out], L); /* the loss writes the logits' gradient */
+    for (int t = 1; t < T && p->train; t++)
+        if (life[T + t].start == life[T + t].end) { /* read but never written: must stay zero, never shared */
+            life[T + t].start = -1;
+            life[T + t].end = last;
+        }
+    if (!p->train)
+        for (int t = 0; t < T; t++) life[T + t].bytes = 0;
+    life[T].bytes = 0; /* the input has no gradient */
+}
+
+static int by_size_desc(const void *a, const void *b, void *lives) {
+    const Life *v = lives;
+    size_t x = v[*(const int *)a].bytes, y = v[*(const int *)b].bytes;
+    return x < y ? 1 : x > y ? -1 : *(const int *)a - *(const int *)b;
+}
+
+/* Offsets of every live buffer in one pool; returns the pool's size. */
+static size_t plan_pool(Life *life, int n, int *order) {
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (life[i].bytes) order[k++] = i;
+    /* insertion sort by size (stable, deterministic): n is a few hundred */
+    for (int i = 1; i < k; i++)
+        for (int j = i; j > 0 && by_size_desc(&order[j], &order[j - 1], life) < 0; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    size_t pool = 0;
+    for (int a = 0; a < k; a++) {
+        Life *v = &life[order[a]];
+        size_t need = (v->bytes + 63) / 64 * 64, at = 0;
+        bool moved = true;
+        while (moved) { /* first fit: step past every placed buffer that overlaps in time and in memory */
+            moved = false;
+            for (int b = 0; b < a; b++) {
+                const Life *u = &life[order[b]];
+                bool meet = u->start <= v->end && v->start <= u->end;
+                size_t uend = u->offset + (u->bytes + 63) / 64 * 64;
+                if (meet && u->offset < at + need && at < uend) {
+                    at = uend;
+                    moved = true;
+                }
+            }
+        }
+        v->offset = at;
+        if (at + need > pool) pool = at + need;
+    }
+    return pool;
+}
+
 /* Lays out (or, with base NULL, measures) every buffer of the plan. */
-static void plan_layout(Model *m, Plan *p, Carver *c) {
+static int plan_layout(Model *m, Plan *p, Carver *c, Error *err) {
+    int T = m->n_tensors;
+    Life *life = malloc((size_t)2 * T * sizeof *life);
+    int *order = malloc((size_t)2 * T * sizeof *order);
+    if (!life || !order) {
+        free(life);
+        free(order);
+        return error_set(err, "out of memory");
+    }
+    plan_lives(m, p, life);
+    size_t pool_bytes = plan_pool(life, 2 * T, order);
+    char *pool = carve(c, pool_bytes);
     size_t max_act = 0;
-    int64_t max_param = 0;
-    for (int t = 0; t < m->n_tensors; t++) {
+    for (int t = 0; t < T; t++) {
         size_t n = tensor_numel(m, p, t);
         if (n > max_act) max_act = n;
-        p->act[t] = carve(c, n * sizeof(float));
-        p->grad[t] = (p->train && t > 0) ? carve(c, n * sizeof(float)) : NULL;
+        p->act[t] = pool && life[t].bytes ? (float *)(pool + life[t].offset) : NULL;
+        p->grad[t] = pool && life[T + t].bytes ? (float *)(pool + life[T + t].offset) : NULL;
     }
+    p->pool_bytes = pool_bytes;
+    free(life);
+    free(order);
+    int64_t max_param = 0;
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].numel > max_param) max_param = m->params[i].numel;
     for (int i = 0; i < m->n_layers; i++) {
@@ -405,6 +552,30 @@ static void plan_layout(Model *m, Plan *p, Carver *c) {
     p->scratch = p->train ? carve(c, max_act * sizeof(float)) : NULL;
     /* two parameters' worth: BN's (dgamma, dbeta) and FC's (dweight, dbias) are accumulated together */
     p->wscratch = p->train ? carve(c, 2 * (size_t)max_param * sizeof(float)) : NULL;
+    return 0;
+}
+
+/* Marks in p->fuse the layers of a training plan that run the ReLU after them, when the ReLU reads their output
+ * and nothing else does: a BN when the backend has the fused bn_relu operations, and an ADD (on every backend:
+ * its backward applies the ReLU's mask while writing its inputs' gradients). */
+static void plan_fuse(const Model *m, Plan *p) {
+    const BackendOps *ops = m->be->ops;
+    bool bn = ops->bn_relu_forward_train && ops->bn_relu_backward;
+    if (!p->train) return;
+    for (int i = 0; i + 1 < m->n_layers; i++) {
+        const Layer *l = &m->layers[i], *r = &m->layers[i + 1];
+        if (!((l->kind == LAYER_BN && bn) || l->kind == LAYER_ADD) || r->kind != LAYER_RELU || r->in != l->out ||
+            l->out == model_output(m))
+            continue;
+        int readers = 0;
+        for (int j = 0; j < m->n_layers; j++)
+            readers += (m->layers[j].in == l->out) + ((m->layers[j].kind == LAYER_ADD ||
+                                                       m->layers[j].kind == LAYER_CHANNEL_SCALE) &&
+                                                      m->layers[j].in2 == l->out);
+        if (readers != 1) continue;
+        p->fuse[i] = 1;
+        p->fuse[i + 1] = 2;
+    }
 }
 
 int plan_create(Model *m, int n, int h, int w, bool train, Plan **out, Error *err) {
@@ -427,11 +598,12 @@ int plan_create(Model *m, int n, int h, int w, bool train, Plan **out, Error *er
     p->mask = calloc((size_t)L, sizeof *p->mask);
     p->host_mask = calloc((size_t)(n > 0 ? n : 1), sizeof *p->host_mask);
     p->skip = calloc((size_t)(L > 0 ? L : 1), 1);
+    p->fuse = calloc((size_t)(L > 0 ? L : 1), 1);
     p->conv = calloc((size_t)L, sizeof *p->conv);
     p->cdesc = calloc((size_t)L, sizeof *p->cdesc);
     p->pdesc = calloc((size_t)L, sizeof *p->pdesc);
     if (!p->th || !p->tw || !p->act || !p->grad || !p->written || !p->bn_mean || !p->bn_invstd || !p->argmax ||
-        !p->mask || !p->host_mask || !p->skip || !p->conv || !p->cdesc || !p->pdesc) {
+        !p->mask || !p->host_mask || !p->skip || !p->fuse || !p->conv || !p->cdesc || !p->pdesc) {
         plan_destroy(m, p);
         return error_set(err, "out of memory");
     }
@@ -439,8 +611,12 @@ int plan_create(Model *m, int n, int h, int w, bool train, Plan **out, Error *er
         plan_destroy(m, p);
         return -1;
     }
+    plan_fuse(m, p);
     Carver measure = {NULL, 0};
-    plan_layout(m, p, &measure);
+    if (plan_layout(m, p, &measure, err)) {
+        plan_destroy(m, p);
+        return -1;
+    }
     p->bytes = measure.used;
     p->block = m->be->ops->alloc(m->be, p->bytes);
     if (!p->block) {
@@ -449,7 +625,10 @@ int plan_create(Model *m, int n, int h, int w, bool train, Plan **out, Error *er
                          (double)measure.used / (1 << 30), train ? " and gradients" : "");
     }
     Carver place = {p->block, 0};
-    plan_layout(m, p, &place);
+    if (plan_layout(m, p, &place, err)) {
+        plan_destroy(m, p);
+        return -1;
+    }
     for (int i = 0; i < L; i++) {
         if (m->layers[i].kind != LAYER_CONV) continue;
         if (m->be->ops->conv_plan(m->be, &p->cdesc[i], &p->conv[i], err)) {
@@ -479,6 +658,7 @@ void plan_destroy(Model *m, Plan *p) {
     free(p->mask);
     free(p->host_mask);
     free(p->skip);
+    free(p->fuse);
     free(p->conv);
     free(p->cdesc);
     free(p->pdesc);
@@ -527,8 +707,11 @@ int model_forward(Model *m, Plan *p, bool train, Error *err) {
     const BackendOps *ops = be->ops;
     if (train && !p->train) return error_set(err, "model_forward: training needs a training plan");
     drop_prepare(m, p, train);
+    double t0 = p->profile ? now_s() : 0;
+    if (p->profile && m->be->ops->sync(m->be, err)) return -1;
     for (int i = 0; i < m->n_layers; i++) {
         const Layer *l = &m->layers[i];
+        if (i > 0 && profile_layer(m, p, m->layers[i - 1].kind, 0, &t0, err)) return -1;
         const float *x = p->act[l->in];
         float *y = p->act[l->out];
         int64_t rows = (int64_t)p->n * p->th[l->in] * p->tw[l->in];
@@ -548,17 +731,20 @@ int model_forward(Model *m, Plan *p, bool train, Error *err) {
             if (train && rows < 2)
                 return error_set(err, "%s: batch norm sees 1 value per channel in training (micro-batch %d at "
                                       "%dx%d is too small; use a larger batch)", l->name, p->n, p->h, p->w);
+            bool fused = p->fuse[i] == 1;
+            if (fused) y = p->act[m->layers[i + 1].out];
             if (train) {
-                ops->bn_forward_train(be, rows, c, x, g, b, y, p->bn_mean[i], p->bn_invstd[i], rm, rv, BN_MOMENTUM,
-                                      BN_EPS);
+                (fused ? ops->bn_relu_forward_train : ops->bn_forward_train)(
+                    be, rows, c, x, g, b, y, p->bn_mean[i], p->bn_invstd[i], rm, rv, BN_MOMENTUM, BN_EPS);
                 m->counters[m->params[l->num_batches_tracked].offset]++;
             } else {
                 ops->bn_forward_eval(be, rows, c, x, g, b, rm, rv, BN_EPS, y);
+                if (fused) ops->relu_forward(be, rows * c, y, y);
             }
             break;
         }
         case LAYER_RELU:
-            ops->relu_forward(be, rows * c, x, y);
+            if (p->fuse[i] != 2) ops->relu_forward(be, rows * c, x, y);
             break;
         case LAYER_MAXPOOL:
             ops->maxpool_forward(be, &p->pdesc[i], x, y, p->argmax[i]);
@@ -567,7 +753,15 @@ int model_forward(Model *m, Plan *p, bool train, Error *err) {
             ops->avgpool_forward(be, p->n, p->th[l->in] * p->tw[l->in], c, x, y);
             break;
         case LAYER_ADD:
-            ops->add(be, rows * c, x, p->act[l->in2], y);
+            if (p->fuse[i] != 1) {
+                ops->add(be, rows * c, x, p->act[l->in2], y);
+            } else if (ops->add_relu) {
+                ops->add_relu(be, rows * c, x, p->act[l->in2], p->act[m->layers[i + 1].out]);
+            } else {
+                y = p->act[m->layers[i + 1].out];
+                ops->add(be, rows * c, x, p->act[l->in2], y);
+                ops->relu_forward(be, rows * c, y, y);
+            }
             break;
         case LAYER_FC:
             ops->fc_forward(be, p->n, c, l->cout, x, model_param_data(m, l->weight),
@@ -585,8 +779,11 @@ int model_forward(Model *m, Plan *p, bool train, Error *err) {
         case LAYER_CHANNEL_SCALE:
             ops->channel_scale_forward(be, p->n, p->th[l->in] * p->tw[l->in], c, x, p->act[l->in2], y);
             break;
+        case LAYER_KIND_COUNT:
+            break;
         }
     }
+    if (m->n_layers && profile_layer(m, p, m->layers[m->n_layers - 1].kind, 0, &t0, err)) return -1;
     return 0;
 }
 
@@ -618,8 +815,11 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
     if (!p->train) return error_set(err, "model_backward: needs a training plan");
     memset(p->written, 0, (size_t)m->n_tensors);
     p->written[model_output(m)] = 1;
+    double t0 = p->profile ? now_s() : 0;
+    if (p->profile && m->be->ops->sync(m->be, err)) return -1;
     for (int i = m->n_layers - 1; i >= 0; i--) {
         const Layer *l = &m->layers[i];
+        if (i < m->n_layers - 1 && profile_layer(m, p, m->layers[i + 1].kind, 1, &t0, err)) return -1;
         const float *dy = p->grad[l->out];
         const float *x = p->act[l->in];
         int64_t rows = (int64_t)p->n * p->th[l->in] * p->tw[l->in];
@@ -650,8 +850,14 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
             float *dx = grad_target(p, l->in);
             float *dg = accumulate ? p->wscratch : model_param_grad(m, l->weight);
             float *db = accumulate ? p->wscratch + c : model_param_grad(m, l->bias);
-            ops->bn_backward(be, rows, c, x, dy, model_param_data(m, l->weight), p->bn_mean[i], p->bn_invstd[i],
-                             dx, dg, db);
+            if (p->fuse[i] == 1) {
+                const Layer *r = &m->layers[i + 1];
+                ops->bn_relu_backward(be, rows, c, x, p->act[r->out], p->grad[r->out], model_param_data(m, l->weight),
+                                      p->bn_mean[i], p->bn_invstd[i], dx, dg, db);
+            } else {
+                ops->bn_backward(be, rows, c, x, dy, model_param_data(m, l->weight), p->bn_mean[i],
+                                 p->bn_invstd[i], dx, dg, db);
+            }
             if (accumulate) {
                 ops->axpy(be, c, 1.0f, p->wscratch, model_param_grad(m, l->weight));
                 ops->axpy(be, c, 1.0f, p->wscratch + c, model_param_grad(m, l->bias));
@@ -660,6 +866,7 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
             break;
         }
         case LAYER_RELU:
+            if (p->fuse[i] == 2) break; /* the BN before it does this */
             ops->relu_backward(be, rows * c, p->act[l->out], dy, grad_target(p, l->in));
             grad_finish(m, p, l->in);
             break;
@@ -672,11 +879,21 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
             grad_finish(m, p, l->in);
             break;
         case LAYER_ADD: {
+            /* both inputs get the output's gradient; fused with the ReLU after it, the first gets the masked
+             * gradient straight from relu_backward and the second a copy of that */
             size_t bytes = (size_t)rows * c * sizeof(float);
             int ins[2] = {l->in, l->in2};
+            const float *src = dy;
             for (int k = 0; k < 2; k++) {
                 if (ins[k] == 0) continue;
-                ops->copy(be, grad_target(p, ins[k]), dy, bytes);
+                float *to = grad_target(p, ins[k]);
+                if (p->fuse[i] == 1 && src == dy) {
+                    const Layer *r = &m->layers[i + 1];
+                    ops->relu_backward(be, rows * c, p->act[r->out], p->grad[r->out], to);
+                } else if (to != src) {
+                    ops->copy(be, to, src, bytes);
+                }
+                src = to;
                 grad_finish(m, p, ins[k]);
             }
             break;
@@ -724,7 +941,10 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
             }
             break;
         }
+        case LAYER_KIND_COUNT:
+            break;
         }
     }
+    if (m->n_layers && profile_layer(m, p, m->layers[0].kind, 1, &t0, err)) return -1;
     return 0;
 }

@@ -35,7 +35,11 @@ typedef enum LayerKind {
     LAYER_DROP,      /* out [n,h,w,c] = in * mask[n] in training, in * (1-p) in eval (stochastic depth) */
     LAYER_SIGMOID,   /* out = 1 / (1 + exp(-in)) */
     LAYER_CHANNEL_SCALE, /* out [n,h,w,c] = in [n,h,w,c] * in2 [n,1,1,c] (squeeze-excite) */
+    LAYER_KIND_COUNT
 } LayerKind;
+
+/* "conv", "bn", ... for reports. */
+const char *layer_kind_name(LayerKind kind);
 
 /* The a-part of DROP layers' random streams: MODEL_RNG_DROP | layer index (rng.h RNG_ALGO). */
 #define MODEL_RNG_DROP 0x5D0000u
@@ -160,6 +164,8 @@ typedef struct Plan {
     float **mask;            /* [n_layers] DROP layers' per-sample factors [n] (backend memory) */
     float *host_mask;        /* [n] host scratch for drawing a mask */
     uint8_t *skip;           /* [n_layers] host: layer skipped in this training forward (dropped branch) */
+    uint8_t *fuse;           /* [n_layers] 1: a BN or ADD that runs the ReLU after it (BN: the backend's bn_relu_*
+                              * ops; its own output is never stored); 2: that ReLU, which then does nothing */
     void **conv;             /* [n_layers] backend convolution plans */
     ConvDesc *cdesc;         /* [n_layers] */
     PoolDesc *pdesc;         /* [n_layers] maxpool and blur geometry */
@@ -169,6 +175,9 @@ typedef struct Plan {
     size_t bytes;            /* its size */
     uint8_t *written;        /* [n_tensors] host: gradient written during this backward */
     double flops_forward;    /* multiply-adds x 2 of conv and fc layers for one forward of the batch */
+    size_t pool_bytes;       /* the activations' and gradients' shared memory (lifetime-planned) */
+    double *profile;         /* NULL, or [LAYER_KIND_COUNT][2]: seconds spent in forward [k][0] and backward [k][1]
+                              * of each layer kind, added to by every call (the backend is synced per layer) */
 } Plan;
 
 /* Plans execution for batch n at resolution h x w (train: with gradients). */

@@ -152,10 +152,11 @@ static int open_backend(Trainer *t, Error *err) {
 static void set_precision(Backend *be, int precision, bool quiet) {
     bool low = precision == PRECISION_AMP || precision == PRECISION_BF16 || precision == PRECISION_FP16;
     const char *name = precision == PRECISION_AMP ? "amp" : precision == PRECISION_BF16 ? "bf16" : "fp16";
-    be->bf16 = be->ops->bf16 && (low || precision == PRECISION_AUTO);
+    be->bf16 = be->ops->bf16 && (low || (precision == PRECISION_AUTO && be->ops->gpu));
     if (quiet) return;
     if (low && !be->ops->bf16)
-        fprintf(stderr, "note: precision %s: the %s backend computes in fp32 in this version of ctrain\n", name,
+        fprintf(stderr, "note: precision %s: the %s backend has no bf16 on this machine (on a CPU it needs AVX512_BF16); "
+                "computing in fp32\n", name,
                 be->ops->name);
     else if (precision == PRECISION_FP16 && be->bf16)
         fprintf(stderr, "note: precision fp16: ctrain computes in bf16 (fp32 accumulation, no loss scaling)\n");
@@ -704,6 +705,7 @@ int trainer_write_summary(Trainer *t, double wall_seconds, Error *err) {
     cJSON_AddStringToObject(o, "model", t->mopt->model_name);
     cJSON_AddStringToObject(o, "device", t->be->ops->name);
     cJSON_AddNumberToObject(o, "threads", t->be->threads);
+    cJSON_AddStringToObject(o, "compute", t->be->bf16 ? "bf16" : "fp32"); /* what ran, not what was asked */
     cJSON_AddNumberToObject(o, "parameters", (double)model_num_parameters(&t->model));
     cJSON_AddNumberToObject(o, "epochs", (double)t->progress.epoch);
     cJSON_AddNumberToObject(o, "batches", (double)t->progress.batch);

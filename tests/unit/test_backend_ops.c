@@ -149,6 +149,21 @@ static void conv_run(Backend *be, void *plan, const float *x, const float *w, co
     assert_int_equal(be->ops->conv_backward_weights(be, plan, x, dy, dw, &err), 0);
 }
 
+/* The three passes' outputs (y, dx, dw) against expected ones (…0), named "conv case i <what> forward" etc. */
+static void conv_compare(size_t i, const char *what, const ConvDesc *d, const float *y1, const float *y0,
+                         const float *dx1, const float *dx0, const float *dw1, const float *dw0, double atol,
+                         double rtol) {
+    size_t nx = (size_t)d->n * d->h * d->w * d->cin, ny = (size_t)d->n * d->oh * d->ow * d->cout;
+    size_t nw = (size_t)d->cout * d->cin * d->k * d->k;
+    char name[128];
+    snprintf(name, sizeof name, "conv case %zu %sforward", i, what);
+    assert_close(name, y1, y0, ny, atol, rtol);
+    snprintf(name, sizeof name, "conv case %zu %sbackward data", i, what);
+    assert_close(name, dx1, dx0, nx, atol, rtol);
+    snprintf(name, sizeof name, "conv case %zu %sbackward weights", i, what);
+    assert_close(name, dw1, dw0, nw, atol, rtol);
+}
+
 static void test_conv_matches_ref(void **state) {
     Backends *b = *state;
     Error err = {{0}};
@@ -174,18 +189,69 @@ static void test_conv_matches_ref(void **state) {
         /* float sums of k*k*cin (forward), k*k*cout (data) or n*oh*ow (weights) terms of size <= 0.5: the
          * absolute error grows like the square root of the length */
         double atol = 5e-7 * sqrt((double)d.k * d.k * (d.cin + d.cout) + (double)d.n * d.oh * d.ow);
-        char name[96];
-        snprintf(name, sizeof name, "conv case %zu forward", i);
-        assert_close(name, y1, y0, ny, atol, 1e-4);
-        snprintf(name, sizeof name, "conv case %zu backward data", i);
-        assert_close(name, dx1, dx0, nx, atol, 1e-4);
-        snprintf(name, sizeof name, "conv case %zu backward weights", i);
-        assert_close(name, dw1, dw0, nw, atol, 1e-4);
+        conv_compare(i, "", &d, y1, y0, dx1, dx0, dw1, dw0, atol, 1e-4);
         b->ref->ops->conv_plan_free(b->ref, rplan);
         free(x), free(w), free(dy), free(y0), free(dx0), free(dw0), free(y1), free(dx1), free(dw1);
     }
     for (size_t i = 0; i < N_CONV; i++) b->cpu->ops->conv_plan_free(b->cpu, plans[i]);
     b->cpu->ops->conv_plan_free(b->cpu, NULL);
+}
+
+/* x rounded to the nearest bf16, ties to even (what oneDNN's fp32 -> bf16 reorder does). */
+static float *bf16_round(const float *x, size_t n) {
+    float *r = fz(n);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+        memcpy(&r[i], &u, 4);
+    }
+    return r;
+}
+
+/* bf16 convolutions (Backend.bf16, on CPUs with AVX512_BF16): the same as the fp32 reference run on the
+ * bf16-rounded inputs up to fp32 summation order, and within bf16 rounding of the fp32 reference. Backward
+ * weights reuses the bf16 copy of dy made by backward data only for the same dy. */
+static void test_conv_bf16_matches_ref(void **state) {
+    Backends *b = *state;
+    if (!b->cpu->ops->bf16) {
+        fprintf(stderr, "note: this CPU has no AVX512_BF16: the cpu backend computes bf16 requests in fp32\n");
+        skip();
+    }
+    Error err = {{0}};
+    b->cpu->bf16 = true;
+    for (size_t i = 0; i < N_CONV; i++) {
+        ConvDesc d;
+        conv_desc_of(&CONV_CASES[i], &d);
+        void *plan, *rplan;
+        if (b->cpu->ops->conv_plan(b->cpu, &d, &plan, &err) != 0) fprintf(stderr, "%s\n", err.msg);
+        assert_non_null(plan);
+        assert_int_equal(b->ref->ops->conv_plan(b->ref, &d, &rplan, &err), 0);
+        size_t nx = (size_t)d.n * d.h * d.w * d.cin, ny = (size_t)d.n * d.oh * d.ow * d.cout;
+        size_t nw = (size_t)d.cout * d.cin * d.k * d.k;
+        float *x = frand(nx, -1, 1, 100 + i), *w = frand(nw, -0.5f, 0.5f, 200 + i), *dy = frand(ny, -1, 1, 300 + i);
+        float *dy2 = frand(ny, -1, 1, 400 + i);
+        float *xr = bf16_round(x, nx), *wr = bf16_round(w, nw), *dyr = bf16_round(dy, ny), *dy2r = bf16_round(dy2, ny);
+        float *y0 = fz(ny), *dx0 = fz(nx), *dw0 = fz(nw), *y1 = fz(ny), *dx1 = fz(nx), *dw1 = fz(nw);
+        float *yr = fz(ny), *dxr = fz(nx), *dwr = fz(nw), *dw2 = fz(nw), *dw2r = fz(nw);
+        conv_run(b->ref, rplan, x, w, dy, y0, dx0, dw0);
+        conv_run(b->ref, rplan, xr, wr, dyr, yr, dxr, dwr);
+        conv_run(b->cpu, plan, x, w, dy, y1, dx1, dw1);
+        /* backward data with dy, then backward weights with another dy: the cached copy must not be used */
+        assert_int_equal(b->cpu->ops->conv_backward_data(b->cpu, plan, dy, w, dx1, &err), 0);
+        assert_int_equal(b->cpu->ops->conv_backward_weights(b->cpu, plan, x, dy2, dw2, &err), 0);
+        assert_int_equal(b->ref->ops->conv_backward_weights(b->ref, rplan, xr, dy2r, dw2r, &err), 0);
+        double terms = (double)d.k * d.k * (d.cin + d.cout) + (double)d.n * d.oh * d.ow;
+        double tight = 5e-7 * sqrt(terms), loose = 4e-3 * sqrt(terms);
+        conv_compare(i, "bf16 vs rounded inputs, ", &d, y1, yr, dx1, dxr, dw1, dwr, tight, 1e-4);
+        conv_compare(i, "bf16 vs fp32, ", &d, y1, y0, dx1, dx0, dw1, dw0, loose, 1e-2);
+        assert_close("conv bf16 backward weights, second dy", dw2, dw2r, nw, tight, 1e-4);
+        b->cpu->ops->conv_plan_free(b->cpu, plan);
+        b->ref->ops->conv_plan_free(b->ref, rplan);
+        float *all[] = {x, w, dy, dy2, xr, wr, dyr, dy2r, y0, dx0, dw0, y1, dx1, dw1, yr, dxr, dwr, dw2, dw2r};
+        for (size_t j = 0; j < sizeof all / sizeof *all; j++) free(all[j]);
+    }
+    b->cpu->bf16 = false;
 }
 
 static void test_conv_plan_error(void **state) {
@@ -270,6 +336,41 @@ static void test_bn_backward_matches_ref(void **state) {
         assert_close("bn backward dbeta", db1, db0, c, 1e-6 * scale, 1e-5);
         free(x), free(g), free(be_), free(dy), free(rm), free(rv), free(y), free(m), free(s);
         free(dx0), free(dx1), free(dg0), free(dg1), free(db0), free(db1);
+    }
+}
+
+/* The fused BN + ReLU operations are bit-identical to the cpu backend's own bn then relu, forward (y, saved and
+ * running statistics) and backward (dx, dgamma, dbeta); half the values are negative, so the mask matters. */
+static void test_bn_relu_fused_exact(void **state) {
+    Backend *be = ((Backends *)*state)->cpu;
+    const BackendOps *o = be->ops;
+    assert_non_null(o->bn_relu_forward_train);
+    assert_non_null(o->bn_relu_backward);
+    for (size_t i = 0; i < N_BN; i++) {
+        const BnCase *bc = &BN_CASES[i];
+        if (bc->rows < 2) continue;
+        size_t n = (size_t)bc->rows * bc->c, c = (size_t)bc->c;
+        float *x = frand(n, bc->lo, bc->hi, 210 + i), *g = frand(c, 0.5f, 1.5f, 220 + i);
+        float *be_ = frand(c, -1, 1, 230 + i), *dy = frand(n, -1, 1, 240 + i);
+        float *rm0 = frand(c, -1, 1, 250 + i), *rv0 = frand(c, 0.5f, 2, 260 + i), *rm1 = fdup(rm0, c), *rv1 = fdup(rv0, c);
+        float *bn = fz(n), *y0 = fz(n), *y1 = fz(n), *m0 = fz(c), *m1 = fz(c), *s0 = fz(c), *s1 = fz(c);
+        float *g0 = fz(n), *dx0 = fz(n), *dx1 = fz(n), *dg0 = fz(c), *dg1 = fz(c), *db0 = fz(c), *db1 = fz(c);
+        o->bn_forward_train(be, bc->rows, bc->c, x, g, be_, bn, m0, s0, rm0, rv0, 0.1f, 1e-5f);
+        o->relu_forward(be, (int64_t)n, bn, y0);
+        o->bn_relu_forward_train(be, bc->rows, bc->c, x, g, be_, y1, m1, s1, rm1, rv1, 0.1f, 1e-5f);
+        assert_true(same_bits("bn+relu y", y1, y0, n, 4));
+        assert_true(same_bits("bn+relu save_mean", m1, m0, c, 4));
+        assert_true(same_bits("bn+relu save_invstd", s1, s0, c, 4));
+        assert_true(same_bits("bn+relu running_mean", rm1, rm0, c, 4));
+        assert_true(same_bits("bn+relu running_var", rv1, rv0, c, 4));
+        o->relu_backward(be, (int64_t)n, y0, dy, g0);
+        o->bn_backward(be, bc->rows, bc->c, x, g0, g, m0, s0, dx0, dg0, db0);
+        o->bn_relu_backward(be, bc->rows, bc->c, x, y1, dy, g, m1, s1, dx1, dg1, db1);
+        assert_true(same_bits("bn+relu dx", dx1, dx0, n, 4));
+        assert_true(same_bits("bn+relu dgamma", dg1, dg0, c, 4));
+        assert_true(same_bits("bn+relu dbeta", db1, db0, c, 4));
+        float *all[] = {x, g, be_, dy, rm0, rv0, rm1, rv1, bn, y0, y1, m0, m1, s0, s1, g0, dx0, dx1, dg0, dg1, db0, db1};
+        for (size_t j = 0; j < sizeof all / sizeof *all; j++) free(all[j]);
     }
 }
 
@@ -935,10 +1036,12 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory),
         cmocka_unit_test(test_conv_matches_ref),
+        cmocka_unit_test(test_conv_bf16_matches_ref),
         cmocka_unit_test(test_conv_plan_error),
         cmocka_unit_test(test_bn_train_matches_ref),
         cmocka_unit_test(test_bn_eval_matches_ref),
         cmocka_unit_test(test_bn_backward_matches_ref),
+        cmocka_unit_test(test_bn_relu_fused_exact),
         cmocka_unit_test(test_elementwise_exact),
         cmocka_unit_test(test_maxpool_matches_ref),
         cmocka_unit_test(test_avgpool_matches_ref),

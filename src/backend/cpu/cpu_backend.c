@@ -31,6 +31,7 @@
 
 typedef struct CpuImpl {
     CpuConv *conv;
+    BackendOps ops;  /* CPU_OPS, with bf16 set when the CPU has native bf16 dot products */
     double *bn_work; /* [threads, 2, BN_CHUNK] per-block partial sums of batch norm */
 } CpuImpl;
 
@@ -90,7 +91,7 @@ static int cpu_sync(Backend *be, Error *err) { return 0; }
 /* ---------------------------------------------------------------- convolution (cpu_conv.c) */
 
 static int cpu_conv_plan_op(Backend *be, const ConvDesc *d, void **plan, Error *err) {
-    return cpu_conv_plan(impl_of(be)->conv, d, plan, err);
+    return cpu_conv_plan(impl_of(be)->conv, d, be->bf16, plan, err);
 }
 static void cpu_conv_plan_free_op(Backend *be, void *plan) { cpu_conv_plan_free(plan); }
 static int cpu_conv_forward_op(Backend *be, void *plan, const float *x, const float *w, float *y, Error *err) {
@@ -169,30 +170,54 @@ static void bn_stats_chunk(Backend *be, int64_t rows, int c, int c0, int cn, con
     }
 }
 
-/* y = ((x - mean) - mean_lo) * scale + shift on channels [c0, c0+cn) of x, y [rows, c]; the per-channel
- * arrays are [cn]. mean + mean_lo is the mean to twice float precision: x - mean is exact for x near it. */
+/* y = ((x - mean) - mean_lo) * scale + shift on channels [c0, c0+cn) of x, y [rows, c], then with relu
+ * y = max(y, 0) as relu_forward computes it; the per-channel arrays are [cn]. mean + mean_lo is the mean to
+ * twice float precision: x - mean is exact for x near it. */
 static void bn_apply_chunk(int threads, int64_t rows, int c, int c0, int cn, const float *x, const float *mean,
-                           const float *mean_lo, const float *scale, const float *shift, float *y) {
+                           const float *mean_lo, const float *scale, const float *shift, bool relu, float *y) {
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * c + c0;
         float *yr = y + r * c + c0;
+        if (relu) {
 #pragma omp simd
-        for (int j = 0; j < cn; j++) yr[j] = ((xr[j] - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
+            for (int j = 0; j < cn; j++) {
+                float v = ((xr[j] - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
+                yr[j] = v > 0 ? v : 0.0f;
+            }
+        } else {
+#pragma omp simd
+            for (int j = 0; j < cn; j++) yr[j] = ((xr[j] - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
+        }
     }
 }
 
-static void cpu_bn_forward_train(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
-                                 const float *beta, float *y, float *save_mean, float *save_invstd,
-                                 float *running_mean, float *running_var, float momentum, float eps) {
+/* Training batch norm, followed by ReLU when relu. */
+static void bn_train(Backend *be, int64_t rows, int c, const float *x, const float *gamma, const float *beta,
+                     bool relu, float *y, float *save_mean, float *save_invstd, float *running_mean,
+                     float *running_var, float momentum, float eps) {
     float scale[BN_CHUNK], mean_lo[BN_CHUNK];
     for (int c0 = 0; c0 < c; c0 += BN_CHUNK) {
         int cn = (int)min64(BN_CHUNK, c - c0);
         bn_stats_chunk(be, rows, c, c0, cn, x, save_mean, save_invstd, mean_lo, running_mean, running_var,
                        momentum, eps);
         for (int j = 0; j < cn; j++) scale[j] = save_invstd[c0 + j] * gamma[c0 + j];
-        bn_apply_chunk(be->threads, rows, c, c0, cn, x, save_mean + c0, mean_lo, scale, beta + c0, y);
+        bn_apply_chunk(be->threads, rows, c, c0, cn, x, save_mean + c0, mean_lo, scale, beta + c0, relu, y);
     }
+}
+
+static void cpu_bn_forward_train(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
+                                 const float *beta, float *y, float *save_mean, float *save_invstd,
+                                 float *running_mean, float *running_var, float momentum, float eps) {
+    bn_train(be, rows, c, x, gamma, beta, false, y, save_mean, save_invstd, running_mean, running_var, momentum,
+             eps);
+}
+
+static void cpu_bn_relu_forward_train(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
+                                      const float *beta, float *y, float *save_mean, float *save_invstd,
+                                      float *running_mean, float *running_var, float momentum, float eps) {
+    bn_train(be, rows, c, x, gamma, beta, true, y, save_mean, save_invstd, running_mean, running_var, momentum,
+             eps);
 }
 
 static void cpu_bn_forward_eval(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
@@ -203,28 +228,41 @@ static void cpu_bn_forward_eval(Backend *be, int64_t rows, int c, const float *x
         int cn = (int)min64(BN_CHUNK, c - c0);
         for (int j = 0; j < cn; j++)
             scale[j] = (float)(gamma[c0 + j] / sqrt((double)running_var[c0 + j] + eps));
-        bn_apply_chunk(be->threads, rows, c, c0, cn, x, running_mean + c0, zero, scale, beta + c0, y);
+        bn_apply_chunk(be->threads, rows, c, c0, cn, x, running_mean + c0, zero, scale, beta + c0, false, y);
     }
 }
 
-/* Per-block sums over rows of channels [c0, c0+cn): s1 = sum dy, s2 = sum dy * (x - mean), in runs of
- * BN_RUN rows summed in float and added into double. part [blocks, 2, BN_CHUNK]. */
+/* The gradient batch norm's backward sees in row r: dy, or with a ReLU's output y, dy * (y > 0) as
+ * relu_backward computes it; g [cn] receives it (two loops: each vectorizes). */
+static inline void bn_grad_row(const float *restrict dy, const float *restrict y, int cn, float *restrict g) {
+    if (y) {
+#pragma omp simd
+        for (int j = 0; j < cn; j++) g[j] = y[j] > 0 ? dy[j] : 0.0f;
+    } else {
+#pragma omp simd
+        for (int j = 0; j < cn; j++) g[j] = dy[j];
+    }
+}
+
+/* Per-block sums over rows of channels [c0, c0+cn): s1 = sum g, s2 = sum g * (x - mean) with g = bn_grad_row,
+ * in runs of BN_RUN rows summed in float and added into double. part [blocks, 2, BN_CHUNK]. */
 static void bn_partial_grads(int blocks, int64_t rows, int c, int c0, int cn, const float *x, const float *dy,
-                             const float *mean, double *part) {
+                             const float *y, const float *mean, double *part) {
 #pragma omp parallel for schedule(static) num_threads(blocks)
     for (int b = 0; b < blocks; b++) {
         double *restrict s1 = part + (size_t)b * 2 * BN_CHUNK, *restrict s2 = s1 + BN_CHUNK;
-        float f1[BN_CHUNK], f2[BN_CHUNK];
+        float f1[BN_CHUNK], f2[BN_CHUNK], g[BN_CHUNK];
         for (int j = 0; j < cn; j++) s1[j] = s2[j] = 0;
         int64_t end = block_start(rows, b + 1, blocks);
         for (int64_t r0 = block_start(rows, b, blocks); r0 < end; r0 += BN_RUN) {
             for (int j = 0; j < cn; j++) f1[j] = f2[j] = 0;
             for (int64_t r = r0; r < min64(r0 + BN_RUN, end); r++) {
-                const float *xr = x + r * c + c0, *gr = dy + r * c + c0;
+                const float *xr = x + r * c + c0;
+                bn_grad_row(dy + r * c + c0, y ? y + r * c + c0 : NULL, cn, g);
 #pragma omp simd
                 for (int j = 0; j < cn; j++) {
-                    f1[j] += gr[j];
-                    f2[j] += gr[j] * (xr[j] - mean[j]);
+                    f1[j] += g[j];
+                    f2[j] += g[j] * (xr[j] - mean[j]);
                 }
             }
 #pragma omp simd
@@ -233,27 +271,30 @@ static void bn_partial_grads(int blocks, int64_t rows, int c, int c0, int cn, co
     }
 }
 
-/* dx = a * (dy - b - (x - mean) * k) on channels [c0, c0+cn) of x, dy, dx [rows, c]; mean, a, b, k [cn]. */
+/* dx = a * (g - b - (x - mean) * k) with g = bn_grad_row on channels [c0, c0+cn) of x, dy, y, dx [rows, c];
+ * mean, a, b, k [cn]. */
 static void bn_backward_apply_chunk(int threads, int64_t rows, int c, int c0, int cn, const float *x,
-                                    const float *dy, const float *mean, const float *a, const float *b,
-                                    const float *k, float *dx) {
+                                    const float *dy, const float *y, const float *mean, const float *a,
+                                    const float *b, const float *k, float *dx) {
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * c + c0, *gr = dy + r * c + c0;
-        float *dr = dx + r * c + c0;
+        const float *xr = x + r * c + c0;
+        float *dr = dx + r * c + c0, g[BN_CHUNK];
+        bn_grad_row(dy + r * c + c0, y ? y + r * c + c0 : NULL, cn, g);
 #pragma omp simd
-        for (int j = 0; j < cn; j++) dr[j] = a[j] * (gr[j] - b[j] - (xr[j] - mean[j]) * k[j]);
+        for (int j = 0; j < cn; j++) dr[j] = a[j] * (g[j] - b[j] - (xr[j] - mean[j]) * k[j]);
     }
 }
 
-static void cpu_bn_backward(Backend *be, int64_t rows, int c, const float *x, const float *dy, const float *gamma,
-                            const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
-                            float *dbeta) {
+/* Batch-norm backward of dy, or (y not NULL) of dy * (y > 0). */
+static void bn_backward(Backend *be, int64_t rows, int c, const float *x, const float *y, const float *dy,
+                        const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
+                        float *dgamma, float *dbeta) {
     double *part = impl_of(be)->bn_work;
     float a[BN_CHUNK], b[BN_CHUNK], k[BN_CHUNK];
     for (int c0 = 0; c0 < c; c0 += BN_CHUNK) {
         int cn = (int)min64(BN_CHUNK, c - c0);
-        bn_partial_grads(be->threads, rows, c, c0, cn, x, dy, save_mean + c0, part);
+        bn_partial_grads(be->threads, rows, c, c0, cn, x, dy, y, save_mean + c0, part);
         for (int j = 0; j < cn; j++) {
             int ch = c0 + j;
             double sdy, sdyx;
@@ -265,8 +306,20 @@ static void cpu_bn_backward(Backend *be, int64_t rows, int c, const float *x, co
             b[j] = (float)(sdy / (double)rows);
             k[j] = (float)(dg * invstd / (double)rows);
         }
-        bn_backward_apply_chunk(be->threads, rows, c, c0, cn, x, dy, save_mean + c0, a, b, k, dx);
+        bn_backward_apply_chunk(be->threads, rows, c, c0, cn, x, dy, y, save_mean + c0, a, b, k, dx);
     }
+}
+
+static void cpu_bn_backward(Backend *be, int64_t rows, int c, const float *x, const float *dy, const float *gamma,
+                            const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
+                            float *dbeta) {
+    bn_backward(be, rows, c, x, NULL, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+}
+
+static void cpu_bn_relu_backward(Backend *be, int64_t rows, int c, const float *x, const float *y, const float *dy,
+                                 const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
+                                 float *dgamma, float *dbeta) {
+    bn_backward(be, rows, c, x, y, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
 }
 
 /* ---------------------------------------------------------------- elementwise */
@@ -284,6 +337,14 @@ static void cpu_relu_backward(Backend *be, int64_t n, const float *y, const floa
 static void cpu_add(Backend *be, int64_t n, const float *a, const float *b, float *y) {
 #pragma omp parallel for simd schedule(static) num_threads(be->threads)
     for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+static void cpu_add_relu(Backend *be, int64_t n, const float *a, const float *b, float *y) {
+#pragma omp parallel for simd schedule(static) num_threads(be->threads)
+    for (int64_t i = 0; i < n; i++) {
+        float v = a[i] + b[i];
+        y[i] = v > 0 ? v : 0.0f;
+    }
 }
 
 static void cpu_axpy(Backend *be, int64_t n, float alpha, const float *x, float *y) {
@@ -641,9 +702,12 @@ static const BackendOps CPU_OPS = {
     .bn_forward_train = cpu_bn_forward_train,
     .bn_forward_eval = cpu_bn_forward_eval,
     .bn_backward = cpu_bn_backward,
+    .bn_relu_forward_train = cpu_bn_relu_forward_train,
+    .bn_relu_backward = cpu_bn_relu_backward,
     .relu_forward = cpu_relu_forward,
     .relu_backward = cpu_relu_backward,
     .add = cpu_add,
+    .add_relu = cpu_add_relu,
     .axpy = cpu_axpy,
     .maxpool_forward = cpu_maxpool_forward,
     .maxpool_backward = cpu_maxpool_backward,
@@ -677,7 +741,9 @@ int cpu_backend_create(int threads, Backend **out, Error *err) {
         free(work);
         return error_set(err, "out of memory creating the cpu backend");
     }
-    be->ops = &CPU_OPS;
+    im->ops = CPU_OPS;
+    im->ops.bf16 = cpu_conv_bf16_native();
+    be->ops = &im->ops;
     be->threads = threads;
     be->impl = im;
     im->bn_work = work;

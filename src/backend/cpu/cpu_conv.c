@@ -6,6 +6,10 @@
  * cpu_conv_plan: primitives, reorders and memory objects without buffers. A call only points the memory
  * objects at its arguments (dnnl_memory_set_data_handle) and at the workspace the CpuConv shares between
  * its plans (oneDNN's scratchpads in user mode, and the weights in the primitives' layouts).
+ * In bf16 (a plan made with bf16 = true) the three primitives read bf16 copies of their inputs — the
+ * activations cast into the workspace by oneDNN reorders (round to nearest even), the weights cast by the
+ * weight reorders — and accumulate and write fp32: y, dx and dw stay fp32 for the caller. Backward data and
+ * backward weights read the same bf16 copy of dy: the first casts it, the second reuses it.
  * oneDNN runs on OpenMP here; each entry point sets the OpenMP thread count to the backend's for its
  * duration and restores the caller's afterwards. */
 #include <omp.h>
@@ -24,8 +28,10 @@ struct CpuConv {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     int threads;
-    void *work;                 /* [scratch_bytes of scratchpad | weights_bytes of weights], shared by plans */
-    size_t scratch_bytes, weights_bytes;
+    void *work;                 /* [scratch | weights | x16 | dy16], shared by plans; sizes in bytes: */
+    size_t scratch_bytes, weights_bytes, x16_bytes, dy16_bytes;
+    const float *dy16_of;       /* the fp32 dy whose bf16 copy is in the dy16 region, for dy16_plan only; */
+    const void *dy16_plan;      /* both NULL when the region holds nothing reusable */
 };
 
 /* A primitive and the memory object for its scratchpad (NULL when it needs none). */
@@ -46,15 +52,26 @@ typedef struct ConvPass {
     size_t wei_bytes;           /* bytes of wei in the workspace; 0 without a reorder */
 } ConvPass;
 
+/* A cast of an fp32 NHWC activation to a bf16 NHWC copy (a oneDNN reorder). */
+typedef struct ActCast {
+    Prim reorder;
+    dnnl_memory_t from, to;
+    size_t bytes;               /* of the bf16 copy */
+} ActCast;
+
 typedef struct CpuConvPlan {
     CpuConv *cc;
     ConvDesc d;
+    bool bf16;
     ConvPass fwd, bwd_data, bwd_weights;
+    ActCast x16, dy16;          /* bf16 only */
 } CpuConvPlan;
 
-/* The memory descriptors and primitive descriptors a plan is made from. */
+/* The memory descriptors and primitive descriptors a plan is made from: src16/dst16/wei16_any are the bf16
+ * descriptors the primitives read in a bf16 plan (the fp32 ones otherwise). */
 typedef struct PlanDescs {
     dnnl_memory_desc_t src, dst, wei_any, wei_user;
+    dnnl_memory_desc_t src16, dst16, wei16_any;
     dnnl_primitive_attr_t attr;
     dnnl_primitive_desc_t fwd, bwd_data, bwd_weights;
 } PlanDescs;
@@ -116,14 +133,24 @@ void cpu_conv_destroy(CpuConv *cc) {
 
 static size_t align_up(size_t n) { return (n + WORK_ALIGN - 1) / WORK_ALIGN * WORK_ALIGN; }
 
-/* Grows the shared workspace to hold scratch bytes of scratchpad plus weights bytes of weights. */
-static int work_reserve(CpuConv *cc, size_t scratch, size_t weights, const ConvDesc *d, Error *err) {
+/* Grows the shared workspace to hold scratch bytes of scratchpad, weights bytes of weights and the bf16 copies
+ * of x (x16 bytes) and dy (dy16 bytes). */
+static int work_reserve(CpuConv *cc, size_t scratch, size_t weights, size_t x16, size_t dy16, const ConvDesc *d,
+                        Error *err) {
     scratch = align_up(scratch);
     weights = align_up(weights);
-    if (scratch <= cc->scratch_bytes && weights <= cc->weights_bytes) return 0;
+    x16 = align_up(x16);
+    dy16 = align_up(dy16);
+    if (scratch <= cc->scratch_bytes && weights <= cc->weights_bytes && x16 <= cc->x16_bytes &&
+        dy16 <= cc->dy16_bytes)
+        return 0;
     if (scratch < cc->scratch_bytes) scratch = cc->scratch_bytes;
     if (weights < cc->weights_bytes) weights = cc->weights_bytes;
-    void *w = aligned_alloc(WORK_ALIGN, scratch + weights);
+    if (x16 < cc->x16_bytes) x16 = cc->x16_bytes;
+    if (dy16 < cc->dy16_bytes) dy16 = cc->dy16_bytes;
+    cc->x16_bytes = x16;
+    cc->dy16_bytes = dy16;
+    void *w = aligned_alloc(WORK_ALIGN, scratch + weights + cc->x16_bytes + cc->dy16_bytes);
     if (!w)
         return error_set(err, "out of memory: %zu MiB of oneDNN workspace for convolution x[%d,%d,%d,%d] k %d",
                          (scratch + weights) >> 20, d->n, d->h, d->w, d->cin, d->k);
@@ -131,39 +158,50 @@ static int work_reserve(CpuConv *cc, size_t scratch, size_t weights, const ConvD
     cc->work = w;
     cc->scratch_bytes = scratch;
     cc->weights_bytes = weights;
+    cc->dy16_of = NULL;
+    cc->dy16_plan = NULL;
     return 0;
 }
 
 static void *work_scratch(const CpuConv *cc) { return cc->work; }
 static void *work_weights(const CpuConv *cc) { return (char *)cc->work + cc->scratch_bytes; }
+static void *work_x16(const CpuConv *cc) { return (char *)cc->work + cc->scratch_bytes + cc->weights_bytes; }
+static void *work_dy16(const CpuConv *cc) { return (char *)work_x16(cc) + cc->x16_bytes; }
 
 /* ---------------------------------------------------------------- plan construction */
 
-/* Fills the memory descriptors: NHWC activations, OIHW user weights, and "any" weights for the primitives. */
-static int descs_init_memory(PlanDescs *pd, const ConvDesc *d, Error *err) {
+/* Fills the memory descriptors: NHWC activations, OIHW user weights, and "any" weights for the primitives;
+ * with bf16, bf16 copies of the activations and weights. */
+static int descs_init_memory(PlanDescs *pd, const ConvDesc *d, bool bf16, Error *err) {
     dnnl_dims_t src = {d->n, d->cin, d->h, d->w}, dst = {d->n, d->cout, d->oh, d->ow};
     dnnl_dims_t wei = {d->cout, d->cin, d->k, d->k};
+    dnnl_data_type_t low = bf16 ? dnnl_bf16 : dnnl_f32;
     TRY(dnnl_memory_desc_init_by_tag, (&pd->src, 4, src, dnnl_f32, dnnl_nhwc));
     TRY(dnnl_memory_desc_init_by_tag, (&pd->dst, 4, dst, dnnl_f32, dnnl_nhwc));
     TRY(dnnl_memory_desc_init_by_tag, (&pd->wei_any, 4, wei, dnnl_f32, dnnl_format_tag_any));
     TRY(dnnl_memory_desc_init_by_tag, (&pd->wei_user, 4, wei, dnnl_f32, dnnl_oihw));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->src16, 4, src, low, dnnl_nhwc));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->dst16, 4, dst, low, dnnl_nhwc));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->wei16_any, 4, wei, low, dnnl_format_tag_any));
     TRY(dnnl_primitive_attr_create, (&pd->attr));
     TRY(dnnl_primitive_attr_set_scratchpad_mode, (pd->attr, dnnl_scratchpad_mode_user));
     return 0;
 }
 
-/* Creates the three convolution primitive descriptors (the forward one is the hint of the backward ones). */
+/* Creates the three convolution primitive descriptors (the forward one is the hint of the backward ones):
+ * forward reads src16 and wei16 and writes fp32 dst; backward data reads dst16 (dy) and wei16 and writes
+ * fp32 src (dx); backward weights reads src16 and dst16 and writes fp32 weights (dw). */
 static int descs_init_conv(PlanDescs *pd, CpuConv *cc, const ConvDesc *d, Error *err) {
     dnnl_dims_t strides = {d->stride, d->stride}, pad = {d->pad, d->pad};
     dnnl_convolution_desc_t fwd, bwd_data, bwd_weights;
-    TRY(dnnl_convolution_forward_desc_init, (&fwd, dnnl_forward_training, dnnl_convolution_direct, &pd->src,
-                                             &pd->wei_any, NULL, &pd->dst, strides, pad, pad));
+    TRY(dnnl_convolution_forward_desc_init, (&fwd, dnnl_forward_training, dnnl_convolution_direct, &pd->src16,
+                                             &pd->wei16_any, NULL, &pd->dst, strides, pad, pad));
     TRY(dnnl_primitive_desc_create, (&pd->fwd, &fwd, pd->attr, cc->engine, NULL));
-    TRY(dnnl_convolution_backward_data_desc_init, (&bwd_data, dnnl_convolution_direct, &pd->src, &pd->wei_any,
-                                                   &pd->dst, strides, pad, pad));
+    TRY(dnnl_convolution_backward_data_desc_init, (&bwd_data, dnnl_convolution_direct, &pd->src, &pd->wei16_any,
+                                                   &pd->dst16, strides, pad, pad));
     TRY(dnnl_primitive_desc_create, (&pd->bwd_data, &bwd_data, pd->attr, cc->engine, pd->fwd));
-    TRY(dnnl_convolution_backward_weights_desc_init, (&bwd_weights, dnnl_convolution_direct, &pd->src,
-                                                      &pd->wei_any, NULL, &pd->dst, strides, pad, pad));
+    TRY(dnnl_convolution_backward_weights_desc_init, (&bwd_weights, dnnl_convolution_direct, &pd->src16,
+                                                      &pd->wei_any, NULL, &pd->dst16, strides, pad, pad));
     TRY(dnnl_primitive_desc_create, (&pd->bwd_weights, &bwd_weights, pd->attr, cc->engine, pd->fwd));
     return 0;
 }
@@ -219,6 +257,24 @@ static void prim_free(Prim *p) {
     if (p->scratch) dnnl_memory_destroy(p->scratch);
 }
 
+/* Makes the cast of an fp32 NHWC activation described by from to its bf16 copy described by to. */
+static int cast_make(ActCast *c, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to, PlanDescs *descs,
+                     CpuConv *cc, const ConvDesc *d, Error *err) {
+    if (memory_make(&c->from, from, cc, d, err) != 0 || memory_make(&c->to, to, cc, d, err) != 0) return -1;
+    c->bytes = dnnl_memory_desc_get_size(to);
+    dnnl_primitive_desc_t rpd = NULL;
+    TRY(dnnl_reorder_primitive_desc_create, (&rpd, from, cc->engine, to, cc->engine, descs->attr));
+    int rc = prim_make(&c->reorder, rpd, cc, d, err);
+    dnnl_primitive_desc_destroy(rpd);
+    return rc;
+}
+
+static void cast_free(ActCast *c) {
+    prim_free(&c->reorder);
+    if (c->from) dnnl_memory_destroy(c->from);
+    if (c->to) dnnl_memory_destroy(c->to);
+}
+
 static void pass_free(ConvPass *ps) {
     prim_free(&ps->conv);
     prim_free(&ps->reorder);
@@ -235,6 +291,7 @@ static size_t plan_scratch_bytes(const CpuConvPlan *p) {
     const ConvPass *ps[3] = {&p->fwd, &p->bwd_data, &p->bwd_weights};
     size_t s = 0;
     for (int i = 0; i < 3; i++) s = size_max(s, size_max(ps[i]->conv.scratch_bytes, ps[i]->reorder.scratch_bytes));
+    s = size_max(s, size_max(p->x16.reorder.scratch_bytes, p->dy16.reorder.scratch_bytes));
     return s;
 }
 
@@ -242,8 +299,10 @@ static size_t plan_scratch_bytes(const CpuConvPlan *p) {
 static int plan_build(CpuConvPlan *p, Error *err) {
     const ConvDesc *d = &p->d;
     PlanDescs descs = {0};
-    int rc = descs_init_memory(&descs, d, err);
+    int rc = descs_init_memory(&descs, d, p->bf16, err);
     if (rc == 0) rc = descs_init_conv(&descs, p->cc, d, err);
+    if (rc == 0 && p->bf16) rc = cast_make(&p->x16, &descs.src, &descs.src16, &descs, p->cc, d, err);
+    if (rc == 0 && p->bf16) rc = cast_make(&p->dy16, &descs.dst, &descs.dst16, &descs, p->cc, d, err);
     if (rc == 0)
         rc = pass_make(&p->fwd, descs.fwd, dnnl_query_weights_md, false, dnnl_query_src_md, dnnl_query_dst_md,
                        &descs, p->cc, d, err);
@@ -256,16 +315,22 @@ static int plan_build(CpuConvPlan *p, Error *err) {
     descs_free(&descs);
     if (rc != 0) return rc;
     size_t wbytes = size_max(p->fwd.wei_bytes, size_max(p->bwd_data.wei_bytes, p->bwd_weights.wei_bytes));
-    return work_reserve(p->cc, plan_scratch_bytes(p), wbytes, d, err);
+    return work_reserve(p->cc, plan_scratch_bytes(p), wbytes, p->x16.bytes, p->dy16.bytes, d, err);
+}
+
+/* True when oneDNN finds native bf16 dot products (AVX512_BF16 or AMX) on this CPU. */
+bool cpu_conv_bf16_native(void) {
+    return (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
 }
 
 /* Builds a plan on the backend's threads; on failure nothing is left allocated. */
-int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, void **plan, Error *err) {
+int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, void **plan, Error *err) {
     *plan = NULL;
     CpuConvPlan *p = calloc(1, sizeof *p);
     if (!p) return error_set(err, "out of memory planning a convolution");
     p->cc = cc;
     p->d = *d;
+    p->bf16 = bf16;
     int saved = threads_enter(cc);
     int rc = plan_build(p, err);
     threads_leave(cc, saved);
@@ -284,6 +349,9 @@ void cpu_conv_plan_free(void *plan) {
     pass_free(&p->fwd);
     pass_free(&p->bwd_data);
     pass_free(&p->bwd_weights);
+    cast_free(&p->x16);
+    cast_free(&p->dy16);
+    if (p->cc->dy16_plan == p) p->cc->dy16_plan = NULL;
     free(p);
 }
 
@@ -321,7 +389,7 @@ static int pass_reorder(ConvPass *ps, CpuConv *cc, bool to_user, const ConvDesc 
 
 /* Runs one pass: a, b are the activations (in the order of ConvPass.act_a/act_b), w the caller's OIHW
  * weights or diff weights; arg_* are the oneDNN argument kinds. */
-static int pass_run(CpuConvPlan *p, ConvPass *ps, int arg_a, const float *a, int arg_b, const float *b,
+static int pass_run(CpuConvPlan *p, ConvPass *ps, int arg_a, const void *a, int arg_b, const void *b,
                     int arg_w, const float *w, bool w_out, Error *err) {
     const ConvDesc *d = &p->d;
     CpuConv *cc = p->cc;
@@ -336,11 +404,48 @@ static int pass_run(CpuConvPlan *p, ConvPass *ps, int arg_a, const float *a, int
     return 0;
 }
 
+/* Casts the fp32 activation a into its bf16 copy at to (a oneDNN reorder on the plan's stream). */
+static int cast_run(CpuConvPlan *p, ActCast *c, const float *a, void *to, Error *err) {
+    const ConvDesc *d = &p->d;
+    TRY(dnnl_memory_set_data_handle, (c->from, (void *)a));
+    TRY(dnnl_memory_set_data_handle, (c->to, to));
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, c->from}, {DNNL_ARG_TO, c->to}};
+    return prim_run(&c->reorder, p->cc, 2, args, d, err);
+}
+
+/* The input a conv primitive of p reads for the fp32 activation x: x itself, or (bf16) its cast copy. */
+static int input_x(CpuConvPlan *p, const float *x, const void **out, Error *err) {
+    *out = x;
+    if (!p->bf16) return 0;
+    *out = work_x16(p->cc);
+    return cast_run(p, &p->x16, x, work_x16(p->cc), err);
+}
+
+/* Same for dy; the cast made by backward data is reused by backward weights of the same plan and dy. */
+static int input_dy(CpuConvPlan *p, const float *dy, bool keep, const void **out, Error *err) {
+    CpuConv *cc = p->cc;
+    *out = dy;
+    if (!p->bf16) return 0;
+    *out = work_dy16(cc);
+    bool have = cc->dy16_plan == p && cc->dy16_of == dy;
+    cc->dy16_plan = NULL;
+    cc->dy16_of = NULL;
+    if (!have && cast_run(p, &p->dy16, dy, work_dy16(cc), err) != 0) return -1;
+    if (keep) {
+        cc->dy16_plan = p;
+        cc->dy16_of = dy;
+    }
+    return 0;
+}
+
 /* y [n, oh, ow, cout] = conv(x [n, h, w, cin], w [cout, cin, k, k]) */
 int cpu_conv_forward(void *plan, const float *x, const float *w, float *y, Error *err) {
     CpuConvPlan *p = plan;
     int saved = threads_enter(p->cc);
-    int rc = pass_run(p, &p->fwd, DNNL_ARG_SRC, x, DNNL_ARG_DST, y, DNNL_ARG_WEIGHTS, w, false, err);
+    const void *a;
+    p->cc->dy16_plan = NULL;
+    int rc = input_x(p, x, &a, err);
+    if (rc == 0) rc = pass_run(p, &p->fwd, DNNL_ARG_SRC, a, DNNL_ARG_DST, y, DNNL_ARG_WEIGHTS, w, false, err);
     threads_leave(p->cc, saved);
     return rc;
 }
@@ -349,7 +454,10 @@ int cpu_conv_forward(void *plan, const float *x, const float *w, float *y, Error
 int cpu_conv_backward_data(void *plan, const float *dy, const float *w, float *dx, Error *err) {
     CpuConvPlan *p = plan;
     int saved = threads_enter(p->cc);
-    int rc = pass_run(p, &p->bwd_data, DNNL_ARG_DIFF_DST, dy, DNNL_ARG_DIFF_SRC, dx, DNNL_ARG_WEIGHTS, w, false,
+    const void *a;
+    int rc = input_dy(p, dy, true, &a, err);
+    if (rc == 0)
+        rc = pass_run(p, &p->bwd_data, DNNL_ARG_DIFF_DST, a, DNNL_ARG_DIFF_SRC, dx, DNNL_ARG_WEIGHTS, w, false,
                       err);
     threads_leave(p->cc, saved);
     return rc;
@@ -359,8 +467,12 @@ int cpu_conv_backward_data(void *plan, const float *dy, const float *w, float *d
 int cpu_conv_backward_weights(void *plan, const float *x, const float *dy, float *dw, Error *err) {
     CpuConvPlan *p = plan;
     int saved = threads_enter(p->cc);
-    int rc = pass_run(p, &p->bwd_weights, DNNL_ARG_SRC, x, DNNL_ARG_DIFF_DST, dy, DNNL_ARG_DIFF_WEIGHTS, dw,
-                      true, err);
+    const void *a, *b;
+    int rc = input_dy(p, dy, false, &b, err);
+    if (rc == 0) rc = input_x(p, x, &a, err);
+    if (rc == 0)
+        rc = pass_run(p, &p->bwd_weights, DNNL_ARG_SRC, a, DNNL_ARG_DIFF_DST, b, DNNL_ARG_DIFF_WEIGHTS, dw, true,
+                      err);
     threads_leave(p->cc, saved);
     return rc;
 }

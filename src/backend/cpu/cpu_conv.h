@@ -7,6 +7,8 @@
 #ifndef CTRAIN_BACKEND_CPU_CONV_H
 #define CTRAIN_BACKEND_CPU_CONV_H
 
+#include <stdbool.h>
+
 #include "backend/backend.h"
 
 typedef struct CpuConv CpuConv;
@@ -16,8 +18,12 @@ int cpu_conv_create(int threads, CpuConv **out, Error *err);
 /* Frees it (NULL is fine); every plan made from it must be freed first. */
 void cpu_conv_destroy(CpuConv *cc);
 
-/* Makes the forward, backward-data and backward-weights primitives for d, with their weight reorders. */
-int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, void **plan, Error *err);
+/* True when oneDNN finds native bf16 dot products (AVX512_BF16 or AMX) on this CPU. */
+bool cpu_conv_bf16_native(void);
+
+/* Makes the forward, backward-data and backward-weights primitives for d, with their weight reorders; with
+ * bf16 they read bf16 copies of x, dy and w and accumulate and write fp32. */
+int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, void **plan, Error *err);
 /* Frees a plan (NULL is fine). */
 void cpu_conv_plan_free(void *plan);
 

@@ -608,6 +608,7 @@ static size_t cu_peak_bytes(Backend *be) { return cu_of(be)->peak; }
 static const BackendOps CUDA_OPS = {
     .name = "cuda",
     .bf16 = true,
+    .gpu = true,
     .alloc = cu_alloc,
     .free = cu_free,
     .upload = cu_upload,
