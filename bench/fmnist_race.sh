@@ -4,6 +4,7 @@
 # augmentation and batch in PyTorch), one after the other on this machine.
 #
 #   bench/fmnist_race.sh [THREADS] [EPOCHS]        # defaults: all cores, 10 (the recipe's)
+#   CTRAIN_ARGS="--precision bf16" bench/fmnist_race.sh 2   # extra overrides for ctrain's run
 #
 # Both evaluate on the 10,000 test images after every epoch; the time is training + evaluation up to the first
 # evaluation at or above 93% (start-up and data loading excluded on both sides). Prints each side's per-epoch
@@ -18,8 +19,11 @@ trap 'rm -rf "$TMP"' EXIT
 
 printf '# %s, %s threads, %s; target top-1 %s\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$THREADS" \
   "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$TARGET"
+# shellcheck disable=SC2086
 build/ctrain train -f recipes/fmnist_resnet20.yaml --max_duration "${EPOCHS}ep" --threads "$THREADS" \
-  --run_dir "$TMP/ctrain" > /dev/null 2>&1
+  ${CTRAIN_ARGS:-} --run_dir "$TMP/ctrain" > /dev/null 2>&1
+printf '# ctrain computed in %s%s\n' "$(sed -nE 's/.*"compute":[[:space:]]*"([a-z0-9]+)".*/\1/p' "$TMP/ctrain/summary.json")" \
+  "${CTRAIN_ARGS:+ (extra arguments: $CTRAIN_ARGS)}"
 # ctrain: epoch and eval events in order; cumulative seconds at each eval
 grep -E '"event":"(epoch|eval)"' "$TMP/ctrain/metrics.jsonl" |
   sed -E 's/.*"event":"([a-z]+)","epoch":([0-9]+).*"seconds":([0-9.e+-]+).*/\1 \2 \3/' > "$TMP/c.ev"

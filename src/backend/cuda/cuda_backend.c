@@ -225,14 +225,18 @@ static void conv_plan_release(CudaConv *p) {
     free(p);
 }
 
-/* Keeps a heuristic result when it ran in the heuristics, is deterministic (same bits every run), fits the
- * workspace limit, and in fp32 does not use tensor cores (TF32 would break the fp32 contract). In fp32 it runs
- * with CUDNN_FMA_MATH, since CUDNN_DEFAULT_MATH permits TF32 tensor cores on Ampere and newer. */
+/* Keeps a heuristic result when it ran in the heuristics, fits the workspace limit and is not kept yet, and, at
+ * level 0, is deterministic (same bits every run) and in fp32 listed without tensor cores (TF32 would break the
+ * fp32 contract). Level 1 also takes fp32 algorithms cuDNN listed with tensor-core math (they still run with
+ * FMA math: the NOT_SUPPORTED fallback of run_conv moves on if one refuses); level 2 also nondeterministic ones.
+ * In fp32 every candidate runs with CUDNN_FMA_MATH, since CUDNN_DEFAULT_MATH permits TF32 on Ampere and newer. */
 static void consider(Candidates *k, int algo, cudnnStatus_t st, cudnnDeterminism_t det, size_t mem,
-                     cudnnMathType_t math, bool bf16) {
-    if (k->n == MAX_CANDIDATES || st != CUDNN_STATUS_SUCCESS || det != CUDNN_DETERMINISTIC || mem > WORKSPACE_LIMIT)
-        return;
-    if (!bf16 && math != CUDNN_FMA_MATH && math != CUDNN_DEFAULT_MATH) return;
+                     cudnnMathType_t math, bool bf16, int level) {
+    if (k->n == MAX_CANDIDATES || st != CUDNN_STATUS_SUCCESS || mem > WORKSPACE_LIMIT) return;
+    if (det != CUDNN_DETERMINISTIC && level < 2) return;
+    if (!bf16 && math != CUDNN_FMA_MATH && math != CUDNN_DEFAULT_MATH && level < 1) return;
+    for (int i = 0; i < k->n; i++)
+        if (k->algo[i] == algo && (!bf16 || k->math[i] == math)) return;
     k->algo[k->n] = algo;
     k->math[k->n] = bf16 ? math : CUDNN_FMA_MATH;
     k->ws[k->n] = mem;
@@ -246,29 +250,37 @@ static int choose_algorithms(Cuda *c, CudaConv *p, Error *err) {
                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, fp),
                 "cudnnGetConvolutionForwardAlgorithm_v7"))
         return take_error(c, err);
-    for (int i = 0; i < got; i++)
-        consider(&p->dir[DIR_FORWARD], fp[i].algo, fp[i].status, fp[i].determinism, fp[i].memory, fp[i].mathType,
-                 p->bf16);
+    int nf = got;
     cudnnConvolutionBwdDataAlgoPerf_t dp[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     if (!ck_dnn(c, cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, p->wd, p->yd, p->cd, p->xd,
                                                                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, dp),
                 "cudnnGetConvolutionBackwardDataAlgorithm_v7"))
         return take_error(c, err);
-    for (int i = 0; i < got; i++)
-        consider(&p->dir[DIR_DATA], dp[i].algo, dp[i].status, dp[i].determinism, dp[i].memory, dp[i].mathType,
-                 p->bf16);
+    int nd = got;
     cudnnConvolutionBwdFilterAlgoPerf_t wp[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     if (!ck_dnn(c, cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->dnn, p->xd, p->yd, p->cd, p->wd,
                                                                  CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, wp),
                 "cudnnGetConvolutionBackwardFilterAlgorithm_v7"))
         return take_error(c, err);
-    for (int i = 0; i < got; i++)
-        consider(&p->dir[DIR_FILTER], wp[i].algo, wp[i].status, wp[i].determinism, wp[i].memory, wp[i].mathType,
-                 p->bf16);
+    int nw = got;
+    /* the strictest level that offers an algorithm, per direction (level 2 gives up bit-exact repeatability) */
+    for (int level = 0; level < 3; level++) {
+        bool f = p->dir[DIR_FORWARD].n == 0, d = p->dir[DIR_DATA].n == 0, w = p->dir[DIR_FILTER].n == 0;
+        for (int i = 0; i < nf && f; i++)
+            consider(&p->dir[DIR_FORWARD], fp[i].algo, fp[i].status, fp[i].determinism, fp[i].memory,
+                     fp[i].mathType, p->bf16, level);
+        for (int i = 0; i < nd && d; i++)
+            consider(&p->dir[DIR_DATA], dp[i].algo, dp[i].status, dp[i].determinism, dp[i].memory, dp[i].mathType,
+                     p->bf16, level);
+        for (int i = 0; i < nw && w; i++)
+            consider(&p->dir[DIR_FILTER], wp[i].algo, wp[i].status, wp[i].determinism, wp[i].memory,
+                     wp[i].mathType, p->bf16, level);
+    }
     static const char *const NAMES[3] = {"forward", "backward-data", "backward-weights"};
     for (int d = 0; d < 3; d++)
         if (p->dir[d].n == 0)
-            return error_set(err, "cuDNN offers no deterministic %s algorithm for this convolution", NAMES[d]);
+            return error_set(err, "cuDNN offers no %s algorithm within %d MiB of workspace for this convolution",
+                             NAMES[d], (int)(WORKSPACE_LIMIT >> 20));
     return 0;
 }
 
