@@ -27,7 +27,14 @@ if grep -q avx512_bf16 /proc/cpuinfo; then
   [ "$(losses "$T/bf16/metrics.jsonl")" != "$(losses "$T/baseline/metrics.jsonl")" ] ||
     fail "the bf16 run's losses are bit-identical to fp32's"
 else
-  echo "note: no AVX512_BF16 on this CPU: the bf16 recipe run is not tested here"
+  # without AVX512_BF16 the request falls back to fp32, says so, and trains exactly as the fp32 run
+  # shellcheck disable=SC2086
+  out=$("$CTRAIN" train -f "$SRC/recipes/fmnist_baseline.yaml" $short --precision bf16 --run_dir "$T/bf16" 2>&1) ||
+    fail "fmnist_baseline with --precision bf16 (fp32 fallback) failed: $out"
+  echo "$out" | grep -q "computing in fp32" || fail "the bf16 fallback did not say it computes in fp32: $out"
+  grep -q '"compute":[[:space:]]*"fp32"' "$T/bf16/summary.json" || fail "the bf16 fallback did not compute in fp32"
+  [ "$(losses "$T/bf16/metrics.jsonl")" = "$(losses "$T/baseline/metrics.jsonl")" ] ||
+    fail "the bf16 fallback's losses differ from the fp32 run's"
 fi
 bar mild "$T/mild" 0.60
 bar medium "$T/medium" 0.60
