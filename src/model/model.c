@@ -621,8 +621,9 @@ int plan_create(Model *m, int n, int h, int w, bool train, Plan **out, Error *er
     p->block = m->be->ops->alloc(m->be, p->bytes);
     if (!p->block) {
         plan_destroy(m, p);
-        return error_set(err, "out of memory: batch %d at %dx%d needs %.2f GiB of activations%s", n, h, w,
-                         (double)measure.used / (1 << 30), train ? " and gradients" : "");
+        error_set(err, "out of memory: batch %d at %dx%d needs %.2f GiB of activations%s; use a smaller batch or "
+                  "grad_accum (auto finds one)", n, h, w, (double)measure.used / (1 << 30), train ? " and gradients" : "");
+        return PLAN_OUT_OF_MEMORY;
     }
     Carver place = {p->block, 0};
     if (plan_layout(m, p, &place, err)) {

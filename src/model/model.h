@@ -180,7 +180,11 @@ typedef struct Plan {
                               * of each layer kind, added to by every call (the backend is synced per layer) */
 } Plan;
 
-/* Plans execution for batch n at resolution h x w (train: with gradients). */
+/* plan_create's status when the backend could not allocate the plan's memory (any other failure is -1). */
+#define PLAN_OUT_OF_MEMORY (-2)
+
+/* Plans execution for batch n at resolution h x w (train: with gradients); PLAN_OUT_OF_MEMORY when its memory
+ * does not fit in the backend's. */
 int plan_create(Model *m, int n, int h, int w, bool train, Plan **out, Error *err);
 /* Frees a plan (NULL is fine). */
 void plan_destroy(Model *m, Plan *p);

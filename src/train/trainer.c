@@ -32,7 +32,17 @@ static void expand_run_name(const char *in, const char *name, char *out, size_t 
     out[at] = 0;
 }
 
-/* The plan for (n, h, w, train), made on first use; the least recently used one is dropped when full. */
+/* Drops every cached plan (they are remade on use); their memory goes back to the backend. */
+static void drop_plans(Trainer *t) {
+    for (int i = 0; i < PLAN_CACHE; i++) {
+        plan_destroy(&t->model, t->plans[i]);
+        t->plans[i] = NULL;
+    }
+}
+
+/* The plan for (n, h, w, train), made on first use; the least recently used one is dropped when full, and all
+ * of them when a new one does not fit beside them (only one plan is in use at a time). Returns
+ * PLAN_OUT_OF_MEMORY when it does not fit alone either. */
 static int get_plan(Trainer *t, int n, int h, int w, bool train, Plan **out, Error *err) {
     for (int i = 0; i < PLAN_CACHE; i++) {
         Plan *p = t->plans[i];
@@ -47,9 +57,35 @@ static int get_plan(Trainer *t, int n, int h, int w, bool train, Plan **out, Err
     if (t->plans[PLAN_CACHE - 1]) plan_destroy(&t->model, t->plans[PLAN_CACHE - 1]);
     for (int j = PLAN_CACHE - 1; j > 0; j--) t->plans[j] = t->plans[j - 1];
     t->plans[0] = NULL;
-    if (plan_create(&t->model, n, h, w, train, &t->plans[0], err)) return -1;
+    int rc = plan_create(&t->model, n, h, w, train, &t->plans[0], err);
+    if (rc == PLAN_OUT_OF_MEMORY && t->plans[1]) {
+        drop_plans(t);
+        rc = plan_create(&t->model, n, h, w, train, &t->plans[0], err);
+    }
+    if (rc) return rc;
     *out = t->plans[0];
     return 0;
+}
+
+/* grad_accum: auto (Composer's automatic micro-batching): the fewest micro-batches — 1, 2, 4, … up to one
+ * sample each — whose training plan fits in the backend's memory at the run's full resolution (progressive
+ * resizing only trains smaller). Decided once, before the first batch; the plan that fits stays cached. */
+static int fit_micro_batch(Trainer *t, Error *err) {
+    if (!t->train || !t->opts.need_train_data || config_grad_accum(t->cfg) != 0) return 0;
+    Timeline *tl = &t->tl;
+    int h, w, c;
+    loader_shape(t->train, &h, &w, &c);
+    for (;;) {
+        Plan *p;
+        int rc = get_plan(t, tl->micro_batch, h, w, true, &p, err);
+        if (rc != PLAN_OUT_OF_MEMORY) return rc;
+        if (tl->micro_batch == 1) return error_prefix(err, "grad_accum auto: even one sample does not fit");
+        int before = tl->micro_batch;
+        tl->grad_accum = tl->grad_accum * 2 < tl->batch_size ? tl->grad_accum * 2 : tl->batch_size;
+        tl->micro_batch = (tl->batch_size + tl->grad_accum - 1) / tl->grad_accum;
+        report_line(&t->rep, "grad_accum auto: a micro-batch of %d at %dx%d does not fit in %s memory; trying %d "
+                    "micro-batches of %d", before, h, w, t->be->ops->name, tl->grad_accum, tl->micro_batch);
+    }
 }
 
 /* One-hot targets [n, classes] from labels. */
@@ -333,6 +369,7 @@ int trainer_create(Trainer **out, const Config *cfg, const TrainerOptions *opts,
         report_close(&t->rep);
         rc = report_open(&t->rep, t->run_dir, true, opts->quiet, err);
     }
+    if (rc == 0) rc = fit_micro_batch(t, err);
     if (rc == 0) rc = alloc_buffers(t, err);
     if (rc) {
         trainer_destroy(t);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_train.sh — a short real training run on Fashion-MNIST must clear an accuracy bar; its outputs
-# (run folder, summary, checkpoint) are usable by eval and predict; bench reports what it measured.
+# (run folder, summary, checkpoint) are usable by eval and predict; bench reports what it measured;
+# grad_accum: auto splits a batch that does not fit in memory.
 source "$(dirname "$0")/lib.sh"
 cat > "$T/fm.yaml" <<YAML
 model: {resnet: {model_name: resnet8, width: 16, num_classes: 10}}
@@ -43,4 +44,25 @@ for k in images_per_s gflops model batch res threads device; do
   case "$out" in *"\"$k\""*) ;; *) fail "bench --json lacks $k: $out" ;; esac
 done
 expect_fail "unknown model" "$CTRAIN" bench --model resnet7
+
+# grad_accum: auto. Under a 1 GB data limit (ulimit -d) a batch of 4096 (a 1.2 GB plan) does not fit whole:
+# an explicit grad_accum 1 stops with a clear error, auto splits the batch into N > 1 micro-batches and trains
+# exactly as an explicit grad_accum N does (same losses).
+small_recipe "$T/ga.yaml"
+ga="--train_batch_size 4096 --max_duration 1ba --eval_interval 0"
+# shellcheck disable=SC2086
+(ulimit -d 1000000; expect_fail "grad_accum (auto finds one)" "$CTRAIN" train -f "$T/ga.yaml" $ga --grad_accum 1 \
+  --run_dir "$T/ga1"; exit "$FAILS") || fail "grad_accum 1 under the memory limit"
+# shellcheck disable=SC2086
+out=$(ulimit -d 1000000; "$CTRAIN" train -f "$T/ga.yaml" $ga --grad_accum auto --run_dir "$T/gaa" 2>&1) ||
+  fail "grad_accum auto under the memory limit failed: $out"
+n=$(echo "$out" | sed -nE 's/.*batches of 4096 \(([0-9]+) micro-batches\).*/\1/p')
+[ "${n:-1}" -gt 1 ] || fail "grad_accum auto did not split the batch: $out"
+echo "$out" | grep -q "grad_accum auto: a micro-batch of 4096 at 28x28 does not fit" || fail "auto did not say why: $out"
+# shellcheck disable=SC2086
+"$CTRAIN" train -f "$T/ga.yaml" $ga --grad_accum "${n:-2}" --run_dir "$T/gan" > /dev/null 2>&1 ||
+  fail "grad_accum ${n:-2} failed"
+[ -n "$(losses "$T/gaa/metrics.jsonl")" ] || fail "grad_accum auto's run logged no loss"
+[ "$(losses "$T/gaa/metrics.jsonl")" = "$(losses "$T/gan/metrics.jsonl")" ] ||
+  fail "grad_accum auto's losses differ from grad_accum $n's"
 finish
