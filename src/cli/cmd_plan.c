@@ -169,9 +169,11 @@ int cmd_plan(int argc, char **argv) {
     } else {
         char md[64];
         time_format(&tl.max_duration, md, sizeof md);
-        printf("%s: %s, %lld training samples%s, batch %d (%d micro-batches)\n", a.recipe, mo->model_name,
-               (long long)samples, assumed ? " (ImageNet-1k's: the data is not at hand; --train_size N sets it)" : "",
-               tl.batch_size, tl.grad_accum);
+        char micro[64];
+        if (config_grad_accum(&cfg) == 0) snprintf(micro, sizeof micro, "micro-batches: auto, decided when training starts");
+        else snprintf(micro, sizeof micro, "%d micro-batches", tl.grad_accum);
+        printf("%s: %s, %lld training samples%s, batch %d (%s)\n", a.recipe, mo->model_name, (long long)samples,
+               assumed ? " (ImageNet-1k's: the data is not at hand; --train_size N sets it)" : "", tl.batch_size, micro);
         printf("max_duration %s: %lld epochs x %lld steps = %lld batches; warmup %lld batches\n", md,
                (long long)tl.max_epochs, (long long)tl.steps_per_epoch, (long long)tl.total_batches,
                (long long)tl.warmup_batches);

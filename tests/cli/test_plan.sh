@@ -51,6 +51,9 @@ expect_ok "(ImageNet-1k's: the data is not at hand; --train_size N sets it)" \
 "$CTRAIN" plan -f "$SRC/recipes/fmnist_mild.yaml" > "$T/fm.txt" 2>&1
 grep -q "60000 training samples, batch 128" "$T/fm.txt" || fail "fmnist_mild does not read the data's size"
 grep -q "not at hand" "$T/fm.txt" && fail "fmnist_mild's size is marked as assumed"
+grep -q "batch 128 (1 micro-batches)" "$T/fm.txt" || fail "fmnist_mild's micro-batches: $(head -1 "$T/fm.txt")"
+expect_ok "batch 128 (micro-batches: auto, decided when training starts)" \
+  "$CTRAIN" plan -f "$SRC/recipes/fmnist_mild.yaml" --grad_accum auto
 
 # bad input: a clear one-line error and a non-zero exit
 expect_fail "cannot open recipe" "$CTRAIN" plan -f "$T/none.yaml"
