@@ -69,7 +69,9 @@ static int get_plan(Trainer *t, int n, int h, int w, bool train, Plan **out, Err
 
 /* grad_accum: auto (Composer's automatic micro-batching): the fewest micro-batches — 1, 2, 4, … up to one
  * sample each — whose training plan fits in the backend's memory at the run's full resolution (progressive
- * resizing only trains smaller). Decided once, before the first batch; the plan that fits stays cached. */
+ * resizing only trains smaller), with an eighth of the plan's size to spare for the scratch memory backends
+ * grow at the first step (cuDNN's workspace, bf16 staging). Decided once, before the first batch; the plan
+ * that fits stays cached. */
 static int fit_micro_batch(Trainer *t, Error *err) {
     if (!t->train || !t->opts.need_train_data || config_grad_accum(t->cfg) != 0) return 0;
     Timeline *tl = &t->tl;
@@ -78,6 +80,15 @@ static int fit_micro_batch(Trainer *t, Error *err) {
     for (;;) {
         Plan *p;
         int rc = get_plan(t, tl->micro_batch, h, w, true, &p, err);
+        if (rc == 0) {
+            void *spare = t->be->ops->alloc(t->be, p->bytes / 8 + 1);
+            if (spare) {
+                t->be->ops->free(t->be, spare);
+                return 0;
+            }
+            drop_plans(t);
+            rc = PLAN_OUT_OF_MEMORY;
+        }
         if (rc != PLAN_OUT_OF_MEMORY) return rc;
         if (tl->micro_batch == 1) return error_prefix(err, "grad_accum auto: even one sample does not fit");
         int before = tl->micro_batch;
