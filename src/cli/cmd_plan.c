@@ -170,8 +170,10 @@ int cmd_plan(int argc, char **argv) {
         char md[64];
         time_format(&tl.max_duration, md, sizeof md);
         char micro[64];
-        if (config_grad_accum(&cfg) == 0) snprintf(micro, sizeof micro, "micro-batches: auto, decided when training starts");
-        else snprintf(micro, sizeof micro, "%d micro-batches", tl.grad_accum);
+        if (config_grad_accum(&cfg) == 0)
+            snprintf(micro, sizeof micro, "micro-batches: auto, decided when training starts");
+        else
+            snprintf(micro, sizeof micro, "%d micro-batches", tl.grad_accum);
         printf("%s: %s, %lld training samples%s, batch %d (%s)\n", a.recipe, mo->model_name, (long long)samples,
                assumed ? " (ImageNet-1k's: the data is not at hand; --train_size N sets it)" : "", tl.batch_size, micro);
         printf("max_duration %s: %lld epochs x %lld steps = %lld batches; warmup %lld batches\n", md,

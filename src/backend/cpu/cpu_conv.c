@@ -197,21 +197,18 @@ static bool avoid_1x1_backward_weights(const ConvDesc *d) {
     return d->k == 1 && d->stride > 1 && (d->cin % 16 != 0 || d->cout % 16 != 0);
 }
 
-/* Creates the backward-weights primitive descriptor of op: oneDNN's first choice, or the first one that is
- * not the 1x1 kernel where avoid_1x1_backward_weights says so. */
+/* Creates the backward-weights primitive descriptor of op: oneDNN's first choice, skipping the 1x1 kernel
+ * where avoid_1x1_backward_weights says so. */
 static int bwd_weights_pd_create(dnnl_primitive_desc_t *out, const dnnl_convolution_desc_t *op, PlanDescs *pd,
                                  CpuConv *cc, const ConvDesc *d, Error *err) {
-    if (!avoid_1x1_backward_weights(d)) {
-        TRY(dnnl_primitive_desc_create, (out, op, pd->attr, cc->engine, pd->fwd));
-        return 0;
-    }
+    bool avoid = avoid_1x1_backward_weights(d);
     dnnl_primitive_desc_iterator_t it;
     TRY(dnnl_primitive_desc_iterator_create, (&it, op, pd->attr, cc->engine, pd->fwd));
     *out = NULL;
     do {
         dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
         const char *impl = "";
-        if (cand) dnnl_primitive_desc_query(cand, dnnl_query_impl_info_str, 0, &impl);
+        if (cand && avoid) dnnl_primitive_desc_query(cand, dnnl_query_impl_info_str, 0, &impl);
         if (cand && strncmp(impl, "jit_1x1", 7) != 0) {
             *out = cand;
             break;
@@ -219,7 +216,7 @@ static int bwd_weights_pd_create(dnnl_primitive_desc_t *out, const dnnl_convolut
         if (cand) dnnl_primitive_desc_destroy(cand);
     } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
     dnnl_primitive_desc_iterator_destroy(it);
-    if (!*out) return conv_check(dnnl_unimplemented, "backward weights without the 1x1 kernel", d, err);
+    if (!*out) return conv_check(dnnl_unimplemented, "backward weights primitive", d, err);
     return 0;
 }
 
