@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_conv.h"
 #include "testutil.h"
 
 #define CPU_THREADS 2
@@ -133,6 +134,7 @@ static const ConvCase CONV_CASES[] = {
     {3, 9, 11, 3, 6, 7, 1, 3},   {2, 7, 5, 16, 32, 1, 1, 0}, {1, 12, 10, 32, 64, 3, 1, 1},
     {3, 11, 9, 64, 16, 1, 2, 0}, {3, 9, 11, 6, 5, 3, 1, 3},  {3, 8, 8, 17, 5, 7, 2, 2},
     {6, 16, 16, 16, 32, 1, 2, 0}, {8, 16, 16, 4, 8, 1, 2, 0}, {5, 12, 12, 4, 8, 1, 2, 0},
+    {2, 11, 11, 64, 128, 1, 2, 0},
 };
 #define N_CONV (sizeof CONV_CASES / sizeof *CONV_CASES)
 
@@ -253,6 +255,38 @@ static void test_conv_bf16_matches_ref(void **state) {
         for (size_t j = 0; j < sizeof all / sizeof *all; j++) free(all[j]);
     }
     b->cpu->bf16 = false;
+}
+
+/* The implementations the CPU plan takes over oneDNN's first choice (cpu_conv.c, impl_rank): a strided 1x1
+ * convolution on an odd input (ResNet-50's 11x11 -> 6x6 downsample at 176 px) does not run on the generic
+ * direct kernel in any pass, and the one shape that oneDNN 2.6.3's jit_1x1 backward weights gets wrong does not
+ * use that kernel; both stay equal to the reference in test_conv_matches_ref. */
+static void test_conv_impl_choice(void **state) {
+    (void)state;
+    Error err = {{0}};
+    CpuConv *cc;
+    assert_int_equal(cpu_conv_create(2, &cc, &err), 0);
+    const ConvCase odd = {2, 11, 11, 64, 128, 1, 2, 0}, bug = {5, 12, 12, 4, 8, 1, 2, 0};
+    const ConvCase even = {2, 12, 12, 64, 128, 1, 2, 0};
+    ConvDesc d;
+    void *plan;
+    conv_desc_of(&odd, &d);
+    assert_int_equal(cpu_conv_plan(cc, &d, false, &plan, &err), 0);
+    for (int pass = 0; pass < 3; pass++) {
+        const char *impl = cpu_conv_impl(plan, pass);
+        if (strncmp(impl, "jit:", 4) == 0) fail_msg("1x1 stride 2 on 11x11, pass %d runs %s", pass, impl);
+    }
+    cpu_conv_plan_free(plan);
+    conv_desc_of(&bug, &d);
+    assert_int_equal(cpu_conv_plan(cc, &d, false, &plan, &err), 0);
+    if (strncmp(cpu_conv_impl(plan, 2), "jit_1x1", 7) == 0) fail_msg("backward weights of n5 12x12 4->8 s2 on jit_1x1");
+    cpu_conv_plan_free(plan);
+    /* oneDNN's own choice stands where its 1x1 kernel takes the shape */
+    conv_desc_of(&even, &d);
+    assert_int_equal(cpu_conv_plan(cc, &d, false, &plan, &err), 0);
+    assert_int_equal(strncmp(cpu_conv_impl(plan, 0), "jit_1x1", 7), 0);
+    cpu_conv_plan_free(plan);
+    cpu_conv_destroy(cc);
 }
 
 static void test_conv_plan_error(void **state) {
@@ -1038,6 +1072,7 @@ int main(void) {
         cmocka_unit_test(test_memory),
         cmocka_unit_test(test_conv_matches_ref),
         cmocka_unit_test(test_conv_bf16_matches_ref),
+        cmocka_unit_test(test_conv_impl_choice),
         cmocka_unit_test(test_conv_plan_error),
         cmocka_unit_test(test_bn_train_matches_ref),
         cmocka_unit_test(test_bn_eval_matches_ref),

@@ -188,35 +188,52 @@ static int descs_init_memory(PlanDescs *pd, const ConvDesc *d, bool bf16, Error 
     return 0;
 }
 
-/* True when oneDNN's 1x1 kernel must not compute d's weight gradient. oneDNN 2.6.3's jit_1x1 backward
- * weights with a stride (its "reduce to unit stride" copy) and channels padded to the vector block returns
- * wrong sums on AVX2 (n 5, 12x12, cin 4, cout 8, stride 2: off by 78% of the largest element;
- * test_backend_ops holds the shape). Such convolutions are tiny, so any layer with stride > 1 and a channel
- * count that is not a multiple of 16 (the widest block) takes the next implementation. */
-static bool avoid_1x1_backward_weights(const ConvDesc *d) {
-    return d->k == 1 && d->stride > 1 && (d->cin % 16 != 0 || d->cout % 16 != 0);
+/* The passes of a convolution, for impl_avoid. */
+typedef enum { PASS_FORWARD, PASS_BACKWARD_DATA, PASS_BACKWARD_WEIGHTS } PassKind;
+
+/* How a plan ranks oneDNN's implementation impl for pass of d (lower is better; oneDNN's own order breaks
+ * ties):
+ * 2, wrong: oneDNN 2.6.3's jit_1x1 backward weights with a stride (its "reduce to unit stride" copy) and
+ *   channels padded to the vector block returns wrong sums on AVX2 (n 5, 12x12, cin 4, cout 8, stride 2: off
+ *   by 78% of the largest element; test_backend_ops holds the shape). Such layers are tiny, so any layer with
+ *   stride > 1 and a channel count that is not a multiple of 16 (the widest block) avoids it.
+ * 1, slow: a 1x1 convolution on a generic direct kernel ("jit:avx2", "jit:avx512_core"), which oneDNN lists
+ *   first when its 1x1 kernel cannot take the shape (a stride that does not divide the input size, e.g.
+ *   11x11 -> 6x6 in ResNet-50 at 176 px). On the AVX2 machine it ran at 31-44 GFLOP/s against 63-109 for
+ *   oneDNN's GEMM-based convolution, listed next (docs/performance.md).
+ * 0 otherwise. */
+static int impl_rank(const char *impl, PassKind pass, const ConvDesc *d) {
+    if (pass == PASS_BACKWARD_WEIGHTS && d->k == 1 && d->stride > 1 && (d->cin % 16 != 0 || d->cout % 16 != 0) &&
+        strncmp(impl, "jit_1x1", 7) == 0)
+        return 2;
+    if (d->k == 1 && strncmp(impl, "jit:", 4) == 0) return 1;
+    return 0;
 }
 
-/* Creates the backward-weights primitive descriptor of op: oneDNN's first choice, skipping the 1x1 kernel
- * where avoid_1x1_backward_weights says so. */
-static int bwd_weights_pd_create(dnnl_primitive_desc_t *out, const dnnl_convolution_desc_t *op, PlanDescs *pd,
-                                 CpuConv *cc, const ConvDesc *d, Error *err) {
-    bool avoid = avoid_1x1_backward_weights(d);
+/* Creates the primitive descriptor of op (hint: the forward one, for the backward passes): the first that
+ * oneDNN lists among those impl_rank ranks best, never a wrong one. */
+static int pd_create(dnnl_primitive_desc_t *out, const void *op, const_dnnl_primitive_desc_t hint, PassKind pass,
+                     PlanDescs *pd, CpuConv *cc, const ConvDesc *d, Error *err) {
     dnnl_primitive_desc_iterator_t it;
-    TRY(dnnl_primitive_desc_iterator_create, (&it, op, pd->attr, cc->engine, pd->fwd));
+    TRY(dnnl_primitive_desc_iterator_create, (&it, op, pd->attr, cc->engine, hint));
+    int best = 2;
     *out = NULL;
     do {
         dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
+        if (!cand) continue;
         const char *impl = "";
-        if (cand && avoid) dnnl_primitive_desc_query(cand, dnnl_query_impl_info_str, 0, &impl);
-        if (cand && strncmp(impl, "jit_1x1", 7) != 0) {
+        dnnl_primitive_desc_query(cand, dnnl_query_impl_info_str, 0, &impl);
+        int rank = impl_rank(impl, pass, d);
+        if (rank < best) {
+            if (*out) dnnl_primitive_desc_destroy(*out);
             *out = cand;
-            break;
+            best = rank;
+        } else {
+            dnnl_primitive_desc_destroy(cand);
         }
-        if (cand) dnnl_primitive_desc_destroy(cand);
-    } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+    } while (best > 0 && dnnl_primitive_desc_iterator_next(it) == dnnl_success);
     dnnl_primitive_desc_iterator_destroy(it);
-    if (!*out) return conv_check(dnnl_unimplemented, "backward weights primitive", d, err);
+    if (!*out) return conv_check(dnnl_unimplemented, "dnnl_primitive_desc_iterator_fetch", d, err);
     return 0;
 }
 
@@ -228,13 +245,13 @@ static int descs_init_conv(PlanDescs *pd, CpuConv *cc, const ConvDesc *d, Error 
     dnnl_convolution_desc_t fwd, bwd_data, bwd_weights;
     TRY(dnnl_convolution_forward_desc_init, (&fwd, dnnl_forward_training, dnnl_convolution_direct, &pd->src16,
                                              &pd->wei16_any, NULL, &pd->dst, strides, pad, pad));
-    TRY(dnnl_primitive_desc_create, (&pd->fwd, &fwd, pd->attr, cc->engine, NULL));
+    if (pd_create(&pd->fwd, &fwd, NULL, PASS_FORWARD, pd, cc, d, err) != 0) return -1;
     TRY(dnnl_convolution_backward_data_desc_init, (&bwd_data, dnnl_convolution_direct, &pd->src, &pd->wei16_any,
                                                    &pd->dst16, strides, pad, pad));
-    TRY(dnnl_primitive_desc_create, (&pd->bwd_data, &bwd_data, pd->attr, cc->engine, pd->fwd));
+    if (pd_create(&pd->bwd_data, &bwd_data, pd->fwd, PASS_BACKWARD_DATA, pd, cc, d, err) != 0) return -1;
     TRY(dnnl_convolution_backward_weights_desc_init, (&bwd_weights, dnnl_convolution_direct, &pd->src16,
                                                       &pd->wei_any, NULL, &pd->dst16, strides, pad, pad));
-    return bwd_weights_pd_create(&pd->bwd_weights, &bwd_weights, pd, cc, d, err);
+    return pd_create(&pd->bwd_weights, &bwd_weights, pd->fwd, PASS_BACKWARD_WEIGHTS, pd, cc, d, err);
 }
 
 static void descs_free(PlanDescs *pd) {
@@ -384,6 +401,17 @@ void cpu_conv_plan_free(void *plan) {
     cast_free(&p->dy16);
     if (p->cc->dy16_plan == p) p->cc->dy16_plan = NULL;
     free(p);
+}
+
+/* oneDNN's name of the implementation a pass of plan runs. */
+const char *cpu_conv_impl(const void *plan, int pass) {
+    const CpuConvPlan *p = plan;
+    const ConvPass *ps = pass == 0 ? &p->fwd : pass == 1 ? &p->bwd_data : &p->bwd_weights;
+    const_dnnl_primitive_desc_t pd = NULL;
+    const char *impl = "";
+    if (dnnl_primitive_get_primitive_desc(ps->conv.prim, &pd) == dnnl_success)
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    return impl;
 }
 
 /* ---------------------------------------------------------------- execution */

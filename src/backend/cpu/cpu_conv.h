@@ -27,6 +27,10 @@ int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, void **plan, Error 
 /* Frees a plan (NULL is fine). */
 void cpu_conv_plan_free(void *plan);
 
+/* oneDNN's name of the implementation a pass of plan runs (pass 0 forward, 1 backward data, 2 backward
+ * weights), e.g. "jit_1x1:avx2" or "x64:gemm:jit". */
+const char *cpu_conv_impl(const void *plan, int pass);
+
 /* y [n, oh, ow, cout] = conv(x [n, h, w, cin], w [cout, cin, k, k]) */
 int cpu_conv_forward(void *plan, const float *x, const float *w, float *y, Error *err);
 /* dx [n, h, w, cin] from dy [n, oh, ow, cout] and w [cout, cin, k, k] */
