@@ -3,13 +3,16 @@
 # fp32 GEMM peak as the yardstick.
 #
 #   bench/cpu_step.sh [THREADS]            # default: all cores
+#   REPEATS=3 bench/cpu_step.sh 2          # each row 3 times, back to back, then a median row
 #
 # First bench/gemm_peak.py measures the best fp32 GEMM rate (numpy/OpenBLAS and PyTorch, 4096^3). Then for each
 # (model, batch, resolution) it runs, back to back: `ctrain bench` in fp32 and in bf16 (when the CPU has
 # AVX512_BF16), and ../shared/bench/torch_cpu_step.py (channels_last, same batch, SGD with momentum) under the
 # newest PyTorch on python3's path and, when Debian's python3-torch is installed, under /usr/bin/python3 with
 # only Debian's packages. It prints images/s, ctrain's GFLOP/s (training FLOPs = 3 x forward of conv + fc) as a
-# share of the GEMM peak, the ratios, and every process's peak resident memory (/usr/bin/time).
+# share of the GEMM peak, the ratios, and every process's peak resident memory (/usr/bin/time). With REPEATS=N
+# each configuration runs N times in turn (ctrain, peers, ctrain, peers, ...) and a "median" row gives the median
+# of each column's images/s and of each repeat's own ratios: on a shared machine single rows move by 10-20%.
 # Needs build/ctrain, /usr/bin/time, python3 with numpy + torch + torchvision (the peers, not ctrain deps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +20,7 @@ THREADS=${1:-$(nproc)}
 PEER=../shared/bench/torch_cpu_step.py
 CONFIGS=${CONFIGS:-"resnet50:32:224 resnet50:32:176 resnet50:32:128 resnet18:32:224"}
 STEPS=${STEPS:-5}
+REPEATS=${REPEATS:-1}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
@@ -29,6 +33,7 @@ run() {
 }
 field() { sed -nE "s/.*\"$2\": ([0-9.]+).*/\1/p" "$TMP/$1"; }
 peer_ips() { sed -nE 's/.*img\/s=([0-9.]+).*/\1/p' "$TMP/$1"; }
+median() { tr ' ' '\n' | grep -v -e '^-*$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "-" }'; }
 
 BF16=0; grep -qw avx512_bf16 /proc/cpuinfo && BF16=1
@@ -47,16 +52,26 @@ printf '%-9s %3s | %14s %7s %6s | %14s %5s | %14s %5s | %14s %5s\n' model res "c
 for c in $CONFIGS; do
   IFS=: read -r model batch res <<< "$c"
   args=(--model "$model" --batch "$batch" --res "$res" --steps "$STEPS" --threads "$THREADS" --json)
-  run f32 build/ctrain bench "${args[@]}"
-  if [ $BF16 = 1 ]; then run b16 build/ctrain bench "${args[@]}" --precision bf16; else echo "" > "$TMP/b16"; echo 0 > "$TMP/b16.mib"; fi
-  run new env THREADS="$THREADS" python3 "$PEER" "$model" "$batch" "$res" 1 "$STEPS"
-  if [ $DEBIAN = 1 ]; then
-    run deb env -i PATH=/usr/bin:/bin THREADS="$THREADS" /usr/bin/python3 "$PEER" "$model" "$batch" "$res" 1 "$STEPS"
-  else echo "" > "$TMP/deb"; echo 0 > "$TMP/deb.mib"; fi
-  f=$(field f32 images_per_s); gf=$(field f32 gflops); b=$(field b16 images_per_s)
-  n=$(peer_ips new); d=$(peer_ips deb)
-  share=$(awk -v g="$gf" -v p="$PEAK" 'BEGIN { printf "%.0f%%", 100 * g / p }')
-  printf '%-9s %3s | %6s (%5s) %7s %6s | %6s (%5s) %5s | %6s (%5s) %5s | %6s (%5s) %5s\n' "$model" "$res" \
-    "$f" "$(cat "$TMP/f32.mib")" "$gf" "$share" "${b:--}" "$(cat "$TMP/b16.mib")" "$(ratio "$b" "$f")" \
-    "${n:--}" "$(cat "$TMP/new.mib")" "$(ratio "$f" "$n")" "${d:--}" "$(cat "$TMP/deb.mib")" "$(ratio "$f" "$d")"
+  all_f='' all_b='' all_n='' all_d='' all_bx='' all_nx='' all_dx=''
+  for ((rep = 1; rep <= REPEATS; rep++)); do
+    run f32 build/ctrain bench "${args[@]}"
+    if [ $BF16 = 1 ]; then run b16 build/ctrain bench "${args[@]}" --precision bf16; else echo "" > "$TMP/b16"; echo 0 > "$TMP/b16.mib"; fi
+    run new env THREADS="$THREADS" python3 "$PEER" "$model" "$batch" "$res" 1 "$STEPS"
+    if [ $DEBIAN = 1 ]; then
+      run deb env -i PATH=/usr/bin:/bin THREADS="$THREADS" /usr/bin/python3 "$PEER" "$model" "$batch" "$res" 1 "$STEPS"
+    else echo "" > "$TMP/deb"; echo 0 > "$TMP/deb.mib"; fi
+    f=$(field f32 images_per_s); gf=$(field f32 gflops); b=$(field b16 images_per_s)
+    n=$(peer_ips new); d=$(peer_ips deb)
+    share=$(awk -v g="$gf" -v p="$PEAK" 'BEGIN { printf "%.0f%%", 100 * g / p }')
+    printf '%-9s %3s | %6s (%5s) %7s %6s | %6s (%5s) %5s | %6s (%5s) %5s | %6s (%5s) %5s\n' "$model" "$res" \
+      "$f" "$(cat "$TMP/f32.mib")" "$gf" "$share" "${b:--}" "$(cat "$TMP/b16.mib")" "$(ratio "$b" "$f")" \
+      "${n:--}" "$(cat "$TMP/new.mib")" "$(ratio "$f" "$n")" "${d:--}" "$(cat "$TMP/deb.mib")" "$(ratio "$f" "$d")"
+    all_f+=" $f" all_b+=" $b" all_n+=" $n" all_d+=" $d"
+    all_bx+=" $(ratio "$b" "$f")" all_nx+=" $(ratio "$f" "$n")" all_dx+=" $(ratio "$f" "$d")"
+  done
+  if [ "$REPEATS" -gt 1 ]; then
+    printf '%-13s | %6s %23s | %6s %13s | %6s %13s | %6s %13s\n' "median" "$(median <<< "$all_f")" "" \
+      "$(median <<< "$all_b")" "$(median <<< "$all_bx")" "$(median <<< "$all_n")" "$(median <<< "$all_nx")" \
+      "$(median <<< "$all_d")" "$(median <<< "$all_dx")"
+  fi
 done
