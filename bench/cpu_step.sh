@@ -12,7 +12,7 @@
 # only Debian's packages. It prints images/s, ctrain's GFLOP/s (training FLOPs = 3 x forward of conv + fc) as a
 # share of the GEMM peak, the ratios, and every process's peak resident memory (/usr/bin/time). With REPEATS=N
 # each configuration runs N times in turn (ctrain, peers, ctrain, peers, ...) and a "median" row gives the median
-# of each column's images/s and of each repeat's own ratios: on a shared machine single rows move by 10-20%.
+# of each column's images/s and of each repeat's own ratios: on a shared machine single rows move by up to 30%.
 # Needs build/ctrain, /usr/bin/time, python3 with numpy + torch + torchvision (the peers, not ctrain deps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,11 +63,12 @@ for c in $CONFIGS; do
     f=$(field f32 images_per_s); gf=$(field f32 gflops); b=$(field b16 images_per_s)
     n=$(peer_ips new); d=$(peer_ips deb)
     share=$(awk -v g="$gf" -v p="$PEAK" 'BEGIN { printf "%.0f%%", 100 * g / p }')
+    bx=$(ratio "$b" "$f"); nx=$(ratio "$f" "$n"); dx=$(ratio "$f" "$d")
     printf '%-9s %3s | %6s (%5s) %7s %6s | %6s (%5s) %5s | %6s (%5s) %5s | %6s (%5s) %5s\n' "$model" "$res" \
-      "$f" "$(cat "$TMP/f32.mib")" "$gf" "$share" "${b:--}" "$(cat "$TMP/b16.mib")" "$(ratio "$b" "$f")" \
-      "${n:--}" "$(cat "$TMP/new.mib")" "$(ratio "$f" "$n")" "${d:--}" "$(cat "$TMP/deb.mib")" "$(ratio "$f" "$d")"
+      "$f" "$(cat "$TMP/f32.mib")" "$gf" "$share" "${b:--}" "$(cat "$TMP/b16.mib")" "$bx" \
+      "${n:--}" "$(cat "$TMP/new.mib")" "$nx" "${d:--}" "$(cat "$TMP/deb.mib")" "$dx"
     all_f+=" $f" all_b+=" $b" all_n+=" $n" all_d+=" $d"
-    all_bx+=" $(ratio "$b" "$f")" all_nx+=" $(ratio "$f" "$n")" all_dx+=" $(ratio "$f" "$d")"
+    all_bx+=" $bx" all_nx+=" $nx" all_dx+=" $dx"
   done
   if [ "$REPEATS" -gt 1 ]; then
     printf '%-13s | %6s %23s | %6s %13s | %6s %13s | %6s %13s\n' "median" "$(median <<< "$all_f")" "" \

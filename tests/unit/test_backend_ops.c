@@ -265,7 +265,7 @@ static void test_conv_impl_choice(void **state) {
     (void)state;
     Error err = {{0}};
     CpuConv *cc;
-    assert_int_equal(cpu_conv_create(2, &cc, &err), 0);
+    assert_int_equal(cpu_conv_create(CPU_THREADS, &cc, &err), 0);
     const ConvCase odd = {2, 11, 11, 64, 128, 1, 2, 0}, bug = {5, 12, 12, 4, 8, 1, 2, 0};
     const ConvCase even = {2, 12, 12, 64, 128, 1, 2, 0};
     ConvDesc d;
@@ -279,7 +279,8 @@ static void test_conv_impl_choice(void **state) {
     cpu_conv_plan_free(plan);
     conv_desc_of(&bug, &d);
     assert_int_equal(cpu_conv_plan(cc, &d, false, &plan, &err), 0);
-    if (strncmp(cpu_conv_impl(plan, 2), "jit_1x1", 7) == 0) fail_msg("backward weights of n5 12x12 4->8 s2 on jit_1x1");
+    if (strncmp(cpu_conv_impl(plan, 2), "jit_1x1", 7) == 0)
+        fail_msg("backward weights of n5 12x12 4->8 s2 on jit_1x1");
     cpu_conv_plan_free(plan);
     /* oneDNN's own choice stands where its 1x1 kernel takes the shape */
     conv_desc_of(&even, &d);

@@ -188,7 +188,7 @@ static int descs_init_memory(PlanDescs *pd, const ConvDesc *d, bool bf16, Error 
     return 0;
 }
 
-/* The passes of a convolution, for impl_avoid. */
+/* The passes of a convolution, for impl_rank. */
 typedef enum { PASS_FORWARD, PASS_BACKWARD_DATA, PASS_BACKWARD_WEIGHTS } PassKind;
 
 /* How a plan ranks oneDNN's implementation impl for pass of d (lower is better; oneDNN's own order breaks
@@ -199,7 +199,7 @@ typedef enum { PASS_FORWARD, PASS_BACKWARD_DATA, PASS_BACKWARD_WEIGHTS } PassKin
  *   stride > 1 and a channel count that is not a multiple of 16 (the widest block) avoids it.
  * 1, slow: a 1x1 convolution on a generic direct kernel ("jit:avx2", "jit:avx512_core"), which oneDNN lists
  *   first when its 1x1 kernel cannot take the shape (a stride that does not divide the input size, e.g.
- *   11x11 -> 6x6 in ResNet-50 at 176 px). On the AVX2 machine it ran at 31-44 GFLOP/s against 63-109 for
+ *   11x11 -> 6x6 in ResNet-50 at 176 px). On the AVX2 machine it ran at 31-50 GFLOP/s against 63-109 for
  *   oneDNN's GEMM-based convolution, listed next (docs/performance.md).
  * 0 otherwise. */
 static int impl_rank(const char *impl, PassKind pass, const ConvDesc *d) {
