@@ -1,13 +1,15 @@
 /* conv_impls.c — times every implementation oneDNN offers for one convolution shape (built as build/conv-impls),
  * to see which kernel a shape should take (docs/performance.md, "Convolution kernels layer by layer").
  *
- *   OMP_NUM_THREADS=2 conv-impls N H CIN COUT K STRIDE PAD [PASS]
+ *   OMP_NUM_THREADS=2 conv-impls N H CIN COUT K STRIDE PAD [PASS [ROUNDS]]
  *
  * Square NHWC fp32 input [N, H, H, CIN], weights [COUT, CIN, K, K] in the layout each implementation asks for.
- * PASS 0 forward, 1 backward data, 2 backward weights; all three without it. For each pass it lists oneDNN's
- * implementations in oneDNN's order (the first is its default; the reference kernels are left out), each run
- * once to warm up and then three times: milliseconds per call and GFLOP/s. Inputs are zeros: the kernels' time
- * does not depend on the values. */
+ * PASS 0 forward, 1 backward data, 2 backward weights; all three without it (or with -1). For each pass it
+ * makes oneDNN's implementations (the reference and SSE4.1 kernels left out), runs each once to warm up and
+ * then ROUNDS rounds (default 7) of one call of each in turn, so that a slow spell of a shared machine falls on
+ * all of them alike. It prints them in oneDNN's order (the first is its default): the median and the fastest
+ * milliseconds per call, GFLOP/s at the median, and the median of each round's time over the first's time in
+ * the same round. Inputs are zeros: the kernels' time does not depend on the values. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +18,8 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 
-#define REPS 3
+#define MAX_IMPLS 16
+#define MAX_ROUNDS 64
 
 static double seconds_now(void) {
     struct timespec t;
@@ -31,8 +34,17 @@ static void check(dnnl_status_t st, const char *call) {
     exit(1);
 }
 
-/* Runs the primitive of cand with zeroed buffers for its memories and returns seconds per call. */
-static double time_impl(dnnl_primitive_desc_t cand, int pass, dnnl_engine_t eng, dnnl_stream_t st) {
+/* One implementation of a pass, ready to run: its primitive and its arguments on zeroed buffers. */
+typedef struct Impl {
+    char name[64];
+    dnnl_primitive_t prim;
+    dnnl_exec_arg_t args[4];
+    int nargs;
+    double t[MAX_ROUNDS]; /* seconds per round */
+} Impl;
+
+/* Makes the primitive of cand and zeroed buffers for its memories. */
+static void impl_make(Impl *im, dnnl_primitive_desc_t cand, int pass, dnnl_engine_t eng) {
     static const dnnl_query_t queries[3][4] = {
         {dnnl_query_src_md, dnnl_query_dst_md, dnnl_query_weights_md, dnnl_query_scratchpad_md},
         {dnnl_query_diff_src_md, dnnl_query_diff_dst_md, dnnl_query_weights_md, dnnl_query_scratchpad_md},
@@ -40,10 +52,8 @@ static double time_impl(dnnl_primitive_desc_t cand, int pass, dnnl_engine_t eng,
     static const int args[3][4] = {{DNNL_ARG_SRC, DNNL_ARG_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_SCRATCHPAD},
                                    {DNNL_ARG_DIFF_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_SCRATCHPAD},
                                    {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_SCRATCHPAD}};
-    dnnl_primitive_t prim;
-    check(dnnl_primitive_create(&prim, cand), "dnnl_primitive_create");
-    dnnl_exec_arg_t ea[4];
-    int n = 0;
+    check(dnnl_primitive_create(&im->prim, cand), "dnnl_primitive_create");
+    im->nargs = 0;
     for (int i = 0; i < 4; i++) {
         const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(cand, queries[pass][i], 0);
         if (!md || dnnl_memory_desc_get_size(md) == 0) continue;
@@ -52,22 +62,37 @@ static double time_impl(dnnl_primitive_desc_t cand, int pass, dnnl_engine_t eng,
         void *h;
         check(dnnl_memory_get_data_handle(m, &h), "dnnl_memory_get_data_handle");
         memset(h, 0, dnnl_memory_desc_get_size(md));
-        ea[n++] = (dnnl_exec_arg_t){args[pass][i], m};
+        im->args[im->nargs++] = (dnnl_exec_arg_t){args[pass][i], m};
     }
-    check(dnnl_primitive_execute(prim, st, n, ea), "dnnl_primitive_execute");
-    check(dnnl_stream_wait(st), "dnnl_stream_wait");
+}
+
+/* Seconds one call of im takes. */
+static double impl_run(const Impl *im, dnnl_stream_t st) {
     double t0 = seconds_now();
-    for (int r = 0; r < REPS; r++) check(dnnl_primitive_execute(prim, st, n, ea), "dnnl_primitive_execute");
+    check(dnnl_primitive_execute(im->prim, st, im->nargs, im->args), "dnnl_primitive_execute");
     check(dnnl_stream_wait(st), "dnnl_stream_wait");
-    double t = (seconds_now() - t0) / REPS;
-    for (int i = 0; i < n; i++) dnnl_memory_destroy(ea[i].memory);
-    dnnl_primitive_destroy(prim);
-    return t;
+    return seconds_now() - t0;
+}
+
+static void impl_free(Impl *im) {
+    for (int i = 0; i < im->nargs; i++) dnnl_memory_destroy(im->args[i].memory);
+    dnnl_primitive_destroy(im->prim);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of v[0..n) (sorts v). */
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 int main(int argc, char **argv) {
     if (argc < 8) {
-        fprintf(stderr, "usage: conv-impls N H CIN COUT K STRIDE PAD [PASS 0|1|2]\n");
+        fprintf(stderr, "usage: conv-impls N H CIN COUT K STRIDE PAD [PASS 0|1|2|-1 [ROUNDS]]\n");
         return 2;
     }
     int v[7];
@@ -79,7 +104,12 @@ int main(int argc, char **argv) {
                 cout, k, stride, pad);
         return 2;
     }
-    int first = argc > 8 ? atoi(argv[8]) : 0, last = argc > 8 ? first : 2;
+    int first = argc > 8 ? atoi(argv[8]) : -1, last = first, rounds = argc > 9 ? atoi(argv[9]) : 7;
+    if (first < 0) first = 0, last = 2;
+    if (first > 2 || rounds < 1 || rounds > MAX_ROUNDS) {
+        fprintf(stderr, "conv-impls: PASS is 0, 1, 2 or -1 (all) and ROUNDS 1 to %d\n", MAX_ROUNDS);
+        return 2;
+    }
     dnnl_engine_t eng;
     dnnl_stream_t st;
     check(dnnl_engine_create(&eng, dnnl_cpu, 0), "dnnl_engine_create");
@@ -108,17 +138,31 @@ int main(int argc, char **argv) {
         dnnl_primitive_desc_iterator_t it;
         check(dnnl_primitive_desc_iterator_create(&it, &ops[pass], NULL, eng, pass ? hint : NULL),
               "dnnl_primitive_desc_iterator_create");
+        Impl impls[MAX_IMPLS];
+        int count = 0;
         do {
             dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
             if (!cand) continue;
             const char *impl = "";
             dnnl_primitive_desc_query(cand, dnnl_query_impl_info_str, 0, &impl);
-            if (strstr(impl, "ref") == NULL) {
-                double t = time_impl(cand, pass, eng, st);
-                printf("%-17s %-22s %9.2f ms %7.1f GFLOP/s\n", names[pass], impl, 1e3 * t, flop / t * 1e-9);
+            if (count < MAX_IMPLS && strstr(impl, "ref") == NULL && strstr(impl, "sse41") == NULL) {
+                snprintf(impls[count].name, sizeof impls[count].name, "%s", impl);
+                impl_make(&impls[count], cand, pass, eng);
+                impl_run(&impls[count++], st);
             }
             dnnl_primitive_desc_destroy(cand);
         } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+        for (int r = 0; r < rounds; r++)
+            for (int i = 0; i < count; i++) impls[i].t[r] = impl_run(&impls[i], st);
+        for (int i = 0; i < count; i++) {
+            double ratio[MAX_ROUNDS], sorted[MAX_ROUNDS];
+            for (int r = 0; r < rounds; r++) ratio[r] = impls[i].t[r] / impls[0].t[r];
+            memcpy(sorted, impls[i].t, sizeof sorted);
+            double med = median(sorted, rounds);
+            printf("%-17s %-22s %9.2f ms (fastest %8.2f) %7.1f GFLOP/s  x%.2f of the first\n", names[pass],
+                   impls[i].name, 1e3 * med, 1e3 * sorted[0], flop / med * 1e-9, median(ratio, rounds));
+        }
+        for (int i = 0; i < count; i++) impl_free(&impls[i]);
         dnnl_primitive_desc_iterator_destroy(it);
     }
     dnnl_primitive_desc_destroy(hint);

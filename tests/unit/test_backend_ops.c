@@ -134,7 +134,7 @@ static const ConvCase CONV_CASES[] = {
     {3, 9, 11, 3, 6, 7, 1, 3},   {2, 7, 5, 16, 32, 1, 1, 0}, {1, 12, 10, 32, 64, 3, 1, 1},
     {3, 11, 9, 64, 16, 1, 2, 0}, {3, 9, 11, 6, 5, 3, 1, 3},  {3, 8, 8, 17, 5, 7, 2, 2},
     {6, 16, 16, 16, 32, 1, 2, 0}, {8, 16, 16, 4, 8, 1, 2, 0}, {5, 12, 12, 4, 8, 1, 2, 0},
-    {2, 11, 11, 64, 128, 1, 2, 0},
+    {2, 11, 11, 64, 128, 1, 2, 0}, {2, 7, 7, 24, 256, 3, 2, 1},
 };
 #define N_CONV (sizeof CONV_CASES / sizeof *CONV_CASES)
 
@@ -259,15 +259,18 @@ static void test_conv_bf16_matches_ref(void **state) {
 
 /* The implementations the CPU plan takes over oneDNN's first choice (cpu_conv.c, impl_rank): a strided 1x1
  * convolution on an odd input (ResNet-50's 11x11 -> 6x6 downsample at 176 px) does not run on the generic
- * direct kernel in any pass, and the one shape that oneDNN 2.6.3's jit_1x1 backward weights gets wrong does not
- * use that kernel; both stay equal to the reference in test_conv_matches_ref. */
+ * direct kernel in any pass, the one shape that oneDNN 2.6.3's jit_1x1 backward weights gets wrong does not
+ * use that kernel, and the backward weights of a 3x3 convolution with 256 output channels does not run on the
+ * AVX2 direct kernel, while with 64 it does where oneDNN lists it first, and forward keeps oneDNN's choice; all
+ * stay equal to the reference in test_conv_matches_ref. */
 static void test_conv_impl_choice(void **state) {
     (void)state;
     Error err = {{0}};
     CpuConv *cc;
     assert_int_equal(cpu_conv_create(CPU_THREADS, &cc, &err), 0);
     const ConvCase odd = {2, 11, 11, 64, 128, 1, 2, 0}, bug = {5, 12, 12, 4, 8, 1, 2, 0};
-    const ConvCase even = {2, 12, 12, 64, 128, 1, 2, 0};
+    const ConvCase even = {2, 12, 12, 64, 128, 1, 2, 0}, k3 = {2, 7, 7, 64, 256, 3, 1, 1},
+                   k3_narrow = {2, 7, 7, 64, 64, 3, 1, 1};
     ConvDesc d;
     void *plan;
     conv_desc_of(&odd, &d);
@@ -286,6 +289,16 @@ static void test_conv_impl_choice(void **state) {
     conv_desc_of(&even, &d);
     assert_int_equal(cpu_conv_plan(cc, &d, false, &plan, &err), 0);
     assert_int_equal(strncmp(cpu_conv_impl(plan, 0), "jit_1x1", 7), 0);
+    cpu_conv_plan_free(plan);
+    conv_desc_of(&k3, &d);
+    assert_int_equal(cpu_conv_plan(cc, &d, false, &plan, &err), 0);
+    if (strcmp(cpu_conv_impl(plan, 2), "jit:avx2") == 0) fail_msg("3x3 64->256 backward weights runs jit:avx2");
+    assert_int_equal(strncmp(cpu_conv_impl(plan, 0), "jit:", 4), 0);
+    cpu_conv_plan_free(plan);
+    conv_desc_of(&k3_narrow, &d);
+    assert_int_equal(cpu_conv_plan(cc, &d, false, &plan, &err), 0);
+    if (strstr(cpu_conv_impl(plan, 0), "avx2"))
+        assert_string_equal(cpu_conv_impl(plan, 2), "jit:avx2");
     cpu_conv_plan_free(plan);
     cpu_conv_destroy(cc);
 }

@@ -201,12 +201,19 @@ typedef enum { PASS_FORWARD, PASS_BACKWARD_DATA, PASS_BACKWARD_WEIGHTS } PassKin
  *   first when its 1x1 kernel cannot take the shape (a stride that does not divide the input size, e.g.
  *   11x11 -> 6x6 in ResNet-50 at 176 px). On the AVX2 machine it ran at 31-50 GFLOP/s against 63-109 for
  *   oneDNN's GEMM-based convolution, listed next (docs/performance.md).
+ *   Also the backward weights of a 7x7 kernel, or of a 3x3 kernel with 256 or more output channels (ResNet's
+ *   stem and its last two stages), on the AVX2 direct kernel ("jit:avx2"): there oneDNN's GEMM convolution,
+ *   listed next, took a median 0.75 of its time on the AVX2 machine, while on fewer channels (ResNet-20's 16-64,
+ *   ResNet-50's 64) it was up to 3.5x slower (docs/performance.md). Measured on AVX2 only, so the rule names
+ *   that kernel.
  * 0 otherwise. */
 static int impl_rank(const char *impl, PassKind pass, const ConvDesc *d) {
     if (pass == PASS_BACKWARD_WEIGHTS && d->k == 1 && d->stride > 1 && (d->cin % 16 != 0 || d->cout % 16 != 0) &&
         strncmp(impl, "jit_1x1", 7) == 0)
         return 2;
     if (d->k == 1 && strncmp(impl, "jit:", 4) == 0) return 1;
+    if (pass == PASS_BACKWARD_WEIGHTS && (d->k >= 7 || (d->k > 1 && d->cout >= 256)) && strcmp(impl, "jit:avx2") == 0)
+        return 1;
     return 0;
 }
 
