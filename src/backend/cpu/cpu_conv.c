@@ -203,9 +203,9 @@ typedef enum { PASS_FORWARD, PASS_BACKWARD_DATA, PASS_BACKWARD_WEIGHTS } PassKin
  *   oneDNN's GEMM-based convolution, listed next (docs/performance.md).
  *   Also the backward weights of a 7x7 kernel, or of a 3x3 kernel with 256 or more output channels (ResNet's
  *   stem and its last two stages), on the AVX2 direct kernel ("jit:avx2"): there oneDNN's GEMM convolution,
- *   listed next, took a median 0.75 of its time on the AVX2 machine, while on fewer channels (ResNet-20's 16-64,
- *   ResNet-50's 64) it was up to 3.5x slower (docs/performance.md). Measured on AVX2 only, so the rule names
- *   that kernel.
+ *   listed next, took 0.67-0.91 of its time on the AVX2 machine (7 interleaved rounds per layer), while with 64
+ *   channels it was no faster and with ResNet-20's 16-64 up to 4x slower (docs/performance.md). Measured on
+ *   AVX2 only, so the rule names that kernel.
  * 0 otherwise. */
 static int impl_rank(const char *impl, PassKind pass, const ConvDesc *d) {
     if (pass == PASS_BACKWARD_WEIGHTS && d->k == 1 && d->stride > 1 && (d->cin % 16 != 0 || d->cout % 16 != 0) &&
