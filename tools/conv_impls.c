@@ -1,7 +1,7 @@
 /* conv_impls.c — times every implementation oneDNN offers for one convolution shape (built as build/conv-impls),
  * to see which kernel a shape should take (docs/performance.md, "Convolution kernels layer by layer").
  *
- *   OMP_NUM_THREADS=2 conv-impls N H CIN COUT K STRIDE PAD [PASS [ROUNDS]]
+ *   OMP_NUM_THREADS=2 conv-impls N H CIN COUT K STRIDE PAD [PASS [ROUNDS [both]]]
  *
  * Square NHWC fp32 input [N, H, H, CIN], weights [COUT, CIN, K, K] in the layout each implementation asks for.
  * PASS 0 forward, 1 backward data, 2 backward weights; all three without it (or with -1). For each pass it
@@ -9,7 +9,9 @@
  * then ROUNDS rounds (default 7) of one call of each in turn, so that a slow spell of a shared machine falls on
  * all of them alike. It prints them in oneDNN's order (the first is its default): the median and the fastest
  * milliseconds per call, GFLOP/s at the median, and the median of each round's time over the first's time in
- * the same round. Inputs are zeros: the kernels' time does not depend on the values. */
+ * the same round. With "both", every implementation is also made for the activation layout oneDNN prefers
+ * (dnnl_format_tag_any: nChw8c on AVX2, nChw16c on AVX-512) besides ctrain's NHWC, all timed in the same rounds,
+ * the names marked /nhwc or /blocked. Inputs are zeros: the kernels' time does not depend on the values. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +94,7 @@ static double median(double *v, int n) {
 
 int main(int argc, char **argv) {
     if (argc < 8) {
-        fprintf(stderr, "usage: conv-impls N H CIN COUT K STRIDE PAD [PASS 0|1|2|-1 [ROUNDS]]\n");
+        fprintf(stderr, "usage: conv-impls N H CIN COUT K STRIDE PAD [PASS 0|1|2|-1 [ROUNDS [both]]]\n");
         return 2;
     }
     int v[7];
@@ -106,8 +108,10 @@ int main(int argc, char **argv) {
     }
     int first = argc > 8 ? atoi(argv[8]) : -1, last = first, rounds = argc > 9 ? atoi(argv[9]) : 7;
     if (first < 0) first = 0, last = 2;
-    if (first > 2 || rounds < 1 || rounds > MAX_ROUNDS) {
-        fprintf(stderr, "conv-impls: PASS is 0, 1, 2 or -1 (all) and ROUNDS 1 to %d\n", MAX_ROUNDS);
+    int layouts = argc > 10 && strcmp(argv[10], "both") == 0 ? 2 : 1;
+    if (first > 2 || rounds < 1 || rounds > MAX_ROUNDS || (argc > 10 && layouts == 1)) {
+        fprintf(stderr, "conv-impls: PASS is 0, 1, 2 or -1 (all), ROUNDS 1 to %d, and the last word \"both\"\n",
+                MAX_ROUNDS);
         return 2;
     }
     dnnl_engine_t eng;
@@ -116,42 +120,50 @@ int main(int argc, char **argv) {
     check(dnnl_stream_create(&st, eng, dnnl_stream_default_flags), "dnnl_stream_create");
     dnnl_dims_t sd = {n, cin, h, h}, dd = {n, cout, oh, oh}, wd = {cout, cin, k, k};
     dnnl_dims_t strides = {stride, stride}, pads = {pad, pad};
-    dnnl_memory_desc_t src, dst, wei;
-    check(dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, dnnl_nhwc), "dnnl_memory_desc_init_by_tag");
-    check(dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, dnnl_nhwc), "dnnl_memory_desc_init_by_tag");
-    check(dnnl_memory_desc_init_by_tag(&wei, 4, wd, dnnl_f32, dnnl_format_tag_any), "dnnl_memory_desc_init_by_tag");
-    dnnl_convolution_desc_t ops[3];
-    check(dnnl_convolution_forward_desc_init(&ops[0], dnnl_forward_training, dnnl_convolution_direct, &src, &wei,
-                                             NULL, &dst, strides, pads, pads),
-          "dnnl_convolution_forward_desc_init");
-    check(dnnl_convolution_backward_data_desc_init(&ops[1], dnnl_convolution_direct, &src, &wei, &dst, strides,
-                                                   pads, pads),
-          "dnnl_convolution_backward_data_desc_init");
-    check(dnnl_convolution_backward_weights_desc_init(&ops[2], dnnl_convolution_direct, &src, &wei, NULL, &dst,
-                                                      strides, pads, pads),
-          "dnnl_convolution_backward_weights_desc_init");
-    dnnl_primitive_desc_t hint;
-    check(dnnl_primitive_desc_create(&hint, &ops[0], NULL, eng, NULL), "dnnl_primitive_desc_create");
+    dnnl_convolution_desc_t ops[2][3]; /* [layout: NHWC, oneDNN's choice][pass] */
+    dnnl_primitive_desc_t hint[2];
+    for (int lay = 0; lay < layouts; lay++) {
+        dnnl_format_tag_t act = lay ? dnnl_format_tag_any : dnnl_nhwc;
+        dnnl_memory_desc_t src, dst, wei;
+        check(dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, act), "dnnl_memory_desc_init_by_tag");
+        check(dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, act), "dnnl_memory_desc_init_by_tag");
+        check(dnnl_memory_desc_init_by_tag(&wei, 4, wd, dnnl_f32, dnnl_format_tag_any),
+              "dnnl_memory_desc_init_by_tag");
+        check(dnnl_convolution_forward_desc_init(&ops[lay][0], dnnl_forward_training, dnnl_convolution_direct, &src,
+                                                 &wei, NULL, &dst, strides, pads, pads),
+              "dnnl_convolution_forward_desc_init");
+        check(dnnl_convolution_backward_data_desc_init(&ops[lay][1], dnnl_convolution_direct, &src, &wei, &dst,
+                                                       strides, pads, pads),
+              "dnnl_convolution_backward_data_desc_init");
+        check(dnnl_convolution_backward_weights_desc_init(&ops[lay][2], dnnl_convolution_direct, &src, &wei, NULL,
+                                                          &dst, strides, pads, pads),
+              "dnnl_convolution_backward_weights_desc_init");
+        check(dnnl_primitive_desc_create(&hint[lay], &ops[lay][0], NULL, eng, NULL), "dnnl_primitive_desc_create");
+    }
     double flop = 2.0 * n * cin * cout * oh * oh * k * k;
     static const char *names[3] = {"forward", "backward data", "backward weights"};
     for (int pass = first; pass <= last && pass <= 2; pass++) {
-        dnnl_primitive_desc_iterator_t it;
-        check(dnnl_primitive_desc_iterator_create(&it, &ops[pass], NULL, eng, pass ? hint : NULL),
-              "dnnl_primitive_desc_iterator_create");
         Impl impls[MAX_IMPLS];
         int count = 0;
-        do {
-            dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
-            if (!cand) continue;
-            const char *impl = "";
-            dnnl_primitive_desc_query(cand, dnnl_query_impl_info_str, 0, &impl);
-            if (count < MAX_IMPLS && strstr(impl, "ref") == NULL && strstr(impl, "sse41") == NULL) {
-                snprintf(impls[count].name, sizeof impls[count].name, "%s", impl);
-                impl_make(&impls[count], cand, pass, eng);
-                impl_run(&impls[count++], st);
-            }
-            dnnl_primitive_desc_destroy(cand);
-        } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+        for (int lay = 0; lay < layouts; lay++) {
+            dnnl_primitive_desc_iterator_t it;
+            check(dnnl_primitive_desc_iterator_create(&it, &ops[lay][pass], NULL, eng, pass ? hint[lay] : NULL),
+                  "dnnl_primitive_desc_iterator_create");
+            do {
+                dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
+                if (!cand) continue;
+                const char *impl = "";
+                dnnl_primitive_desc_query(cand, dnnl_query_impl_info_str, 0, &impl);
+                if (count < MAX_IMPLS && strstr(impl, "ref") == NULL && strstr(impl, "sse41") == NULL) {
+                    const char *mark = layouts == 1 ? "" : lay ? "/blocked" : "/nhwc";
+                    snprintf(impls[count].name, sizeof impls[count].name, "%s%s", impl, mark);
+                    impl_make(&impls[count], cand, pass, eng);
+                    impl_run(&impls[count++], st);
+                }
+                dnnl_primitive_desc_destroy(cand);
+            } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+            dnnl_primitive_desc_iterator_destroy(it);
+        }
         for (int r = 0; r < rounds; r++)
             for (int i = 0; i < count; i++) impls[i].t[r] = impl_run(&impls[i], st);
         for (int i = 0; i < count; i++) {
@@ -159,13 +171,12 @@ int main(int argc, char **argv) {
             for (int r = 0; r < rounds; r++) ratio[r] = impls[i].t[r] / impls[0].t[r];
             memcpy(sorted, impls[i].t, sizeof sorted);
             double med = median(sorted, rounds);
-            printf("%-17s %-22s %9.2f ms (fastest %8.2f) %7.1f GFLOP/s  x%.2f of the first\n", names[pass],
+            printf("%-17s %-30s %9.2f ms (fastest %8.2f) %7.1f GFLOP/s  x%.2f of the first\n", names[pass],
                    impls[i].name, 1e3 * med, 1e3 * sorted[0], flop / med * 1e-9, median(ratio, rounds));
         }
         for (int i = 0; i < count; i++) impl_free(&impls[i]);
-        dnnl_primitive_desc_iterator_destroy(it);
     }
-    dnnl_primitive_desc_destroy(hint);
+    for (int lay = 0; lay < layouts; lay++) dnnl_primitive_desc_destroy(hint[lay]);
     dnnl_stream_destroy(st);
     dnnl_engine_destroy(eng);
     return 0;
