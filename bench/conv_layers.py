@@ -44,7 +44,6 @@ def main():
     if out.returncode != 0:
         sys.exit("conv_layers.py: ctrain bench failed: " + (out.stderr.strip().splitlines() or ["?"])[-1])
     agg = collections.defaultdict(lambda: [0.0, 0.0])  # (impl, pass, shape) -> [ms, flop] over all runs
-    calls = collections.Counter()  # (pass, shape) -> calls over all runs
     for line in out.stdout.splitlines():
         f = line.split(",")
         if len(f) < 6 or f[1] != "exec" or f[3] != "convolution":
@@ -55,13 +54,12 @@ def main():
         mb, ic, oc, ih, oh, kh, sh, ph, iw, ow, kw = map(int, m.groups())
         key = (f[4], f[5], f[-2])
         agg[key][0] += float(f[-1])
-        calls[(f[5], f[-2])] += 1
         agg[key][1] += 2.0 * mb * ic * oc * oh * ow * kh * kw
     rows = []
     for (impl, kind, shape), (ms, flop) in agg.items():
         ms, flop = ms / runs, flop / runs
         lost = ms - flop / (a.peak * 1e6) if a.peak > 0 else 0.0
-        rows.append((lost if a.peak > 0 else ms, ms, flop / ms / 1e6, impl, kind, shape, ms * runs / calls[(kind, shape)]))
+        rows.append((lost if a.peak > 0 else ms, ms, flop / ms / 1e6, impl, kind, shape))
     rows.sort(reverse=True)
     total = sum(r[1] for r in rows)
     step = [ln for ln in out.stdout.splitlines() if "ms/step" in ln]

@@ -142,7 +142,7 @@ int main(int argc, char **argv) {
     }
     double flop = 2.0 * n * cin * cout * oh * oh * k * k;
     static const char *names[3] = {"forward", "backward data", "backward weights"};
-    for (int pass = first; pass <= last && pass <= 2; pass++) {
+    for (int pass = first; pass <= last; pass++) {
         Impl impls[MAX_IMPLS];
         int count = 0;
         for (int lay = 0; lay < layouts; lay++) {
