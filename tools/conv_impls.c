@@ -20,6 +20,8 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 
+#include "train/report.h"
+
 #define MAX_IMPLS 16
 #define MAX_ROUNDS 64
 
@@ -79,17 +81,6 @@ static double impl_run(const Impl *im, dnnl_stream_t st) {
 static void impl_free(Impl *im) {
     for (int i = 0; i < im->nargs; i++) dnnl_memory_destroy(im->args[i].memory);
     dnnl_primitive_destroy(im->prim);
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* The median of v[0..n) (sorts v). */
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 int main(int argc, char **argv) {
@@ -170,9 +161,9 @@ int main(int argc, char **argv) {
             double ratio[MAX_ROUNDS], sorted[MAX_ROUNDS];
             for (int r = 0; r < rounds; r++) ratio[r] = impls[i].t[r] / impls[0].t[r];
             memcpy(sorted, impls[i].t, sizeof sorted);
-            double med = median(sorted, rounds);
+            double med = report_median(sorted, rounds);
             printf("%-17s %-30s %9.2f ms (fastest %8.2f) %7.1f GFLOP/s  x%.2f of the first\n", names[pass],
-                   impls[i].name, 1e3 * med, 1e3 * sorted[0], flop / med * 1e-9, median(ratio, rounds));
+                   impls[i].name, 1e3 * med, 1e3 * sorted[0], flop / med * 1e-9, report_median(ratio, rounds));
         }
         for (int i = 0; i < count; i++) impl_free(&impls[i]);
     }

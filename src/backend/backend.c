@@ -41,6 +41,48 @@ const char *backend_names(void) { return "cpu, ref"; }
 bool backend_has_cuda(void) { return false; }
 #endif
 
+int act_block_of(const Backend *be, int c) {
+    return be->act_block > 0 && c % be->act_block == 0 ? be->act_block : 0;
+}
+
+/* Moves between NHWC [n, hw, c] and nChwBc [n, c/B, hw, B]: to_blocked picks the direction. */
+static void act_layout_move(int b, int n, int64_t hw, int c, const float *src, float *dst, bool to_blocked) {
+    for (int i = 0; i < n; i++)
+        for (int64_t p = 0; p < hw; p++)
+            for (int ch = 0; ch < c; ch++) {
+                size_t plain = ((size_t)i * hw + p) * c + ch;
+                size_t blocked = (((size_t)i * (c / b) + ch / b) * hw + p) * b + ch % b;
+                if (to_blocked) dst[blocked] = src[plain];
+                else dst[plain] = src[blocked];
+            }
+}
+
+void act_layout_pack(const Backend *be, int n, int64_t hw, int c, const float *src, float *dst) {
+    int b = act_block_of(be, c);
+    if (b) act_layout_move(b, n, hw, c, src, dst, true);
+    else memcpy(dst, src, (size_t)n * hw * c * sizeof *dst);
+}
+
+void act_layout_unpack(const Backend *be, int n, int64_t hw, int c, const float *src, float *dst) {
+    int b = act_block_of(be, c);
+    if (b) act_layout_move(b, n, hw, c, src, dst, false);
+    else memcpy(dst, src, (size_t)n * hw * c * sizeof *dst);
+}
+
+int act_upload(Backend *be, float *dst, const float *src, int n, int64_t hw, int c, Error *err) {
+    size_t bytes = (size_t)n * hw * c * sizeof *src;
+    if (!act_block_of(be, c)) {
+        be->ops->upload(be, dst, src, bytes);
+        return 0;
+    }
+    float *tmp = malloc(bytes ? bytes : 1);
+    if (!tmp) return error_set(err, "out of memory: %zu MiB to lay out an input batch", bytes >> 20);
+    act_layout_pack(be, n, hw, c, src, tmp);
+    be->ops->upload(be, dst, tmp, bytes);
+    free(tmp);
+    return 0;
+}
+
 int conv_desc_init(ConvDesc *d, int n, int h, int w, int cin, int cout, int k, int stride, int pad, Error *err) {
     *d = (ConvDesc){.n = n, .h = h, .w = w, .cin = cin, .cout = cout, .k = k, .stride = stride, .pad = pad};
     if (n <= 0 || h <= 0 || w <= 0 || cin <= 0 || cout <= 0 || k <= 0 || stride <= 0 || pad < 0)

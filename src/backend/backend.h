@@ -10,10 +10,16 @@
  * Conventions for every operation:
  *   - Pointers are backend memory (from ops->alloc). On CPU backends that is host memory; on cuda it is device
  *     memory, reached from the host only through upload/download.
- *   - Activations are NHWC, fp32, shapes written outermost first: x [n, h, w, c].
+ *   - Activations are fp32, shapes written outermost first as NHWC: x [n, h, w, c]. In memory they are NHWC,
+ *     except on a backend with act_block B > 0 (see Backend), which keeps an activation whose channel count c
+ *     is a multiple of B in oneDNN's blocked layout nChwBc: [n, c/B, h, w, B]. Every operation decides the
+ *     layout of a tensor from its own channel count, so producers and consumers agree; with h = w = 1 the two
+ *     layouts are the same bytes, and elementwise operations do not care. Host code converts with
+ *     act_layout_pack/act_layout_unpack (the trainer's input images have 1 or 3 channels and stay NHWC).
  *   - Weights are PyTorch's layouts: conv [cout, cin, kh, kw] (OIHW), fc [cout, cin].
  *   - Backward operations WRITE (not accumulate) their outputs; the model accumulates where needed.
- *   - Operations that can fail on bad shapes or out-of-memory return 0 / -1 with err; the rest are void.
+ *   - Operations that can fail on bad shapes or out-of-memory return 0 / -1 with err (conv_plan returns
+ *     BACKEND_OUT_OF_MEMORY when memory ran out, so callers can retry smaller); the rest are void.
  *   - Calls on one backend are serialized (like work on one GPU stream): backends keep shared scratch memory.
  *     Plans must be freed before the backend that made them.
  *   - BatchNorm training with a single row uses the biased variance for running_var too; the model refuses
@@ -61,6 +67,8 @@ typedef struct SgdStep {
 
 typedef struct Backend Backend;
 
+#define BACKEND_OUT_OF_MEMORY (-2) /* conv_plan's status when memory ran out */
+
 typedef struct BackendOps {
     const char *name;
     bool bf16;   /* can compute convolutions and the FC in bf16 (see Backend.bf16) */
@@ -85,27 +93,27 @@ typedef struct BackendOps {
     /* dw [cout,cin,k,k] from x [n,h,w,cin], dy [n,oh,ow,cout] */
     int (*conv_backward_weights)(Backend *be, void *plan, const float *x, const float *dy, float *dw, Error *err);
 
-    /* ---- batch norm over rows = n*h*w rows of c channels (PyTorch BatchNorm2d semantics) ---- */
+    /* ---- batch norm of x [n, hw, c] over its n*hw rows per channel (PyTorch BatchNorm2d semantics) ---- */
     /* Training: normalize with the batch mean and biased variance; save mean and 1/sqrt(var+eps) for
      * backward; running = (1-momentum)*running + momentum*batch, with the unbiased variance. */
-    void (*bn_forward_train)(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
+    void (*bn_forward_train)(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
                              const float *beta, float *y, float *save_mean, float *save_invstd,
                              float *running_mean, float *running_var, float momentum, float eps);
-    /* Eval: normalize with the running statistics. x, y [rows, c]; gamma, beta, running_* [c] */
-    void (*bn_forward_eval)(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
+    /* Eval: normalize with the running statistics. x, y [n, hw, c]; gamma, beta, running_* [c] */
+    void (*bn_forward_eval)(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
                             const float *beta, const float *running_mean, const float *running_var, float eps,
                             float *y);
-    /* dx [rows,c], dgamma [c], dbeta [c] from x, dy [rows,c] and the saved statistics */
-    void (*bn_backward)(Backend *be, int64_t rows, int c, const float *x, const float *dy, const float *gamma,
+    /* dx [n,hw,c], dgamma [c], dbeta [c] from x, dy [n,hw,c] and the saved statistics */
+    void (*bn_backward)(Backend *be, int n, int64_t hw, int c, const float *x, const float *dy, const float *gamma,
                         const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
                         float *dbeta);
     /* Optional fused forms (NULL: the model calls the two operations): batch norm followed by ReLU, bit-identical
      * to them. Forward: y = max(bn_forward_train(x), 0). Backward: bn_backward of dy * (y > 0), with y the
-     * ReLU's output [rows, c] and dy its gradient; the BN's own output is never stored. */
-    void (*bn_relu_forward_train)(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
+     * ReLU's output [n, hw, c] and dy its gradient; the BN's own output is never stored. */
+    void (*bn_relu_forward_train)(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
                                   const float *beta, float *y, float *save_mean, float *save_invstd,
                                   float *running_mean, float *running_var, float momentum, float eps);
-    void (*bn_relu_backward)(Backend *be, int64_t rows, int c, const float *x, const float *y, const float *dy,
+    void (*bn_relu_backward)(Backend *be, int n, int64_t hw, int c, const float *x, const float *y, const float *dy,
                              const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
                              float *dgamma, float *dbeta);
 
@@ -176,6 +184,10 @@ typedef struct BackendOps {
 struct Backend {
     const BackendOps *ops;
     int threads;   /* CPU threads the backend may use */
+    int act_block; /* 0: every activation is NHWC. B > 0: activations with a multiple of B channels are nChwBc
+                    * (see the conventions above). backend_create sets the backend's choice (cpu: the width of
+                    * oneDNN's vector block, 8 with AVX2 and 16 with AVX-512; ref and cuda: 0); a caller may set
+                    * 0 before making plans. */
     bool bf16;     /* convolutions and the FC read bf16 copies of inputs and weights and accumulate in fp32;
                     * everything else stays fp32. Only when ops->bf16; set before making plans. The cpu
                     * backend (ops->bf16 only on CPUs with AVX512_BF16 or AMX) does this for convolutions and
@@ -192,6 +204,16 @@ void backend_destroy(Backend *be);
 const char *backend_names(void);
 /* True when this ctrain was built with the CUDA backend. */
 bool backend_has_cuda(void);
+
+/* The block width an activation with c channels has on be: be->act_block when it divides c, else 0 (NHWC). */
+int act_block_of(const Backend *be, int c);
+/* dst = src [n, h*w, c] (NHWC, host memory) in the layout be keeps it in; dst and src must not overlap. */
+void act_layout_pack(const Backend *be, int n, int64_t hw, int c, const float *src, float *dst);
+/* dst [n, h*w, c] (NHWC, host memory) = src in the layout be keeps it in; dst and src must not overlap. */
+void act_layout_unpack(const Backend *be, int n, int64_t hw, int c, const float *src, float *dst);
+/* Uploads the NHWC host activation src [n, hw, c] into backend memory dst in be's layout (a host copy is packed
+ * first when that layout is blocked); -1 with err when that copy cannot be allocated. */
+int act_upload(Backend *be, float *dst, const float *src, int n, int64_t hw, int c, Error *err);
 
 /* Fills the output size of a convolution; returns -1 with err when the output would be empty. */
 int conv_desc_init(ConvDesc *d, int n, int h, int w, int cin, int cout, int k, int stride, int pad, Error *err);

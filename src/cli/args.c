@@ -21,6 +21,7 @@ static const struct {
     {"model", FLAG_STRING, offsetof(CliArgs, model)},        {"loader", FLAG_STRING, offsetof(CliArgs, loader)},
     {"write_mode", FLAG_STRING, offsetof(CliArgs, write_mode)}, {"labels", FLAG_STRING, offsetof(CliArgs, labels)},
     {"precision", FLAG_STRING, offsetof(CliArgs, precision)},
+    {"layout", FLAG_STRING, offsetof(CliArgs, layout)},
     {"threads", FLAG_INT, offsetof(CliArgs, threads)},       {"batch", FLAG_INT, offsetof(CliArgs, batch)},
     {"res", FLAG_INT, offsetof(CliArgs, res)},               {"steps", FLAG_INT, offsetof(CliArgs, steps)},
     {"warmup", FLAG_INT, offsetof(CliArgs, warmup)},         {"classes", FLAG_INT, offsetof(CliArgs, classes)},

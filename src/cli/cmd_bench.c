@@ -18,17 +18,20 @@
 
 static const char *const BENCH_FLAGS[] = {"model", "batch", "res", "steps", "warmup", "classes", "channels", "width",
                                           "device", "threads", "json", "loader", "num_workers", "epochs",
-                                          "precision", "profile", NULL};
+                                          "precision", "profile", "layout", NULL};
 
 static void bench_help(void) {
     printf("usage: ctrain bench [--model resnet50] [--batch 32] [--res 224] [--steps 5] [--warmup 1]\n"
            "                    [--classes 1000] [--channels 3] [--width W] [--device cpu|cuda] [--precision fp32|bf16]\n"
+           "                    [--layout blocked|nhwc|both]\n"
            "                    [--threads N] [--profile] [--json]\n"
            "       ctrain bench --loader FILE.beton|FOLDER/train [--res 176] [--batch 64] [--num_workers N] [--epochs 2]\n"
            "                    [--json]\n\n"
            "Times the training step (forward, soft cross-entropy, backward, SGD with momentum) on random data and\n"
            "prints images/s and GFLOP/s (training FLOPs = 3 x the forward FLOPs of the conv and fc layers); on a GPU\n"
            "also the device and the peak device memory. --precision bf16: convolutions (and on a GPU the FC) in bf16.\n"
+           "--layout nhwc: the cpu backend keeps every activation NHWC instead of its blocked layout; --layout both\n"
+           "times the two in turn, step by step, in one process and prints the median ratio of the pairs.\n"
            "--profile adds the time per layer kind, forward and backward, and of the loss and the optimizer\n"
            "(each layer waits for the device, so the step is a little slower than without it).\n"
            "With --loader, times the training input pipeline instead: read, decode, RandomResizedCrop to --res,\n"
@@ -128,6 +131,67 @@ static void print_profile(const Model *m, const Plan *p, const double *prof, int
     printf("%-14s %7s %11.1f ms measured of %.1f ms per step\n", "total", "", total / steps * 1e3, step_s * 1e3);
 }
 
+/* One training step of m on plan p (forward, soft cross-entropy on tgt, backward, SGD); with prof, the loss and
+ * optimizer times are added to its last two slots. */
+static int bench_step(Model *m, Plan *p, Optimizer *opt, int batch, int classes, const float *tgt, float *loss,
+                      double *prof, Error *err) {
+    Backend *be = m->be;
+    int out = model_output(m);
+    if (model_forward(m, p, true, err)) return -1;
+    double tl = report_now();
+    be->ops->loss_forward_backward(be, LOSS_SOFT_CROSS_ENTROPY, batch, classes, p->act[out], tgt, 1.0f / batch, loss,
+                                   p->grad[out]);
+    if (prof && be->ops->sync(be, err)) return -1;
+    if (prof) prof[LAYER_KIND_COUNT * 2] += report_now() - tl;
+    if (model_backward(m, p, false, err)) return -1;
+    double to = report_now();
+    optim_step(opt, be, m->weights, m->grads, 0.01);
+    if (prof && be->ops->sync(be, err)) return -1;
+    if (prof) prof[LAYER_KIND_COUNT * 2 + 1] += report_now() - to;
+    return 0;
+}
+
+/* `--layout both`: the same model, weights and input on two plans of one backend, blocked (be's layout) and
+ * NHWC, timed step by step in turn (the first of each pair alternates) after warmup steps of each; prints the
+ * median step of each and the median of the per-pair ratios, which a busy machine disturbs far less than two
+ * separate runs. */
+static int bench_layouts(Model *m, Plan *p, const char *name, int batch, int res, int ch, int classes, int warmup,
+                         int steps, const float *x, const float *tgt, float *loss, Optimizer *opt, Error *err) {
+    Backend *be = m->be;
+    int block = be->act_block;
+    Plan *q = NULL;
+    double *t = calloc((size_t)steps * 2, sizeof *t), *ratio = calloc((size_t)steps, sizeof *ratio);
+    int rc = t && ratio ? 0 : error_set(err, "out of memory");
+    be->act_block = 0;
+    if (rc == 0) rc = plan_create(m, batch, res, res, true, &q, err);
+    if (rc == 0) rc = act_upload(be, q->act[0], x, batch, (int64_t)res * res, ch, err);
+    for (int s = 0; rc == 0 && s < warmup + steps; s++)
+        for (int k = 0; rc == 0 && k < 2; k++) {
+            int nhwc = (s + k) % 2; /* 0: blocked plan p, 1: NHWC plan q */
+            be->act_block = nhwc ? 0 : block;
+            double t0 = report_now();
+            rc = bench_step(m, nhwc ? q : p, opt, batch, classes, tgt, loss, NULL, err);
+            if (rc == 0) rc = be->ops->sync(be, err);
+            if (s >= warmup) t[2 * (s - warmup) + nhwc] = report_now() - t0;
+        }
+    be->act_block = block;
+    if (rc == 0) {
+        for (int s = 0; s < steps; s++) ratio[s] = t[2 * s] / t[2 * s + 1];
+        double r = report_median(ratio, steps), b, n;
+        for (int s = 0; s < steps; s++) ratio[s] = t[2 * s];
+        b = report_median(ratio, steps);
+        for (int s = 0; s < steps; s++) ratio[s] = t[2 * s + 1];
+        n = report_median(ratio, steps);
+        printf("%s batch %d res %d threads %d: blocked (nChw%dc) %.1f ms/step, NHWC %.1f ms/step (medians of %d); "
+               "blocked / NHWC %.3f (median of the %d pairs)\n", name, batch, res, be->threads, block, b * 1e3,
+               n * 1e3, steps, r, steps);
+    }
+    plan_destroy(m, q);
+    free(t);
+    free(ratio);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
     CliArgs a;
     Error err = {{0}};
@@ -174,6 +238,15 @@ int cmd_bench(int argc, char **argv) {
         goto fail;
     }
     be->bf16 = low;
+    if (a.layout && strcmp(a.layout, "nhwc") == 0) {
+        be->act_block = 0;
+    } else if (a.layout && strcmp(a.layout, "blocked") != 0 && strcmp(a.layout, "both") != 0) {
+        error_set(&err, "--layout %s: choose blocked, nhwc or both", a.layout);
+        goto fail;
+    } else if (a.layout && be->act_block == 0) {
+        error_set(&err, "--layout blocked: the %s backend keeps activations NHWC", be->ops->name);
+        goto fail;
+    }
     char about[256] = "";
     if (be->ops->describe) be->ops->describe(be, about, sizeof about);
     if (resnet_build(&o, ch, &m, &err) || model_alloc(&m, be, &err) || init_weights(&m, &o, 0, &err)) goto fail;
@@ -191,13 +264,17 @@ int cmd_bench(int argc, char **argv) {
     rng_init(&r, 0, RNG_SYNTHETIC, 0, 0);
     for (size_t i = 0; i < px; i++) x[i] = (float)rng_normal(&r);
     for (int i = 0; i < batch; i++) tgt_h[(size_t)i * classes + rng_below(&r, (uint32_t)classes)] = 1.0f;
-    be->ops->upload(be, p->act[0], x, px * sizeof *x);
+    if (act_upload(be, p->act[0], x, batch, (int64_t)res * res, ch, &err)) goto fail;
     be->ops->upload(be, tgt, tgt_h, (size_t)batch * classes * sizeof *tgt);
     SgdOptions so = {.lr = 0.01, .momentum = 0.9, .weight_decay = 5e-5};
     RegistryEntry sgd_entry = {.name = "sgd"};
     Choice choice = {.entry = &sgd_entry, .options = &so};
     if (optim_create(&opt, &choice, m.n_weights, be, &err)) goto fail;
-    int out = model_output(&m);
+    if (a.layout && strcmp(a.layout, "both") == 0) {
+        if (bench_layouts(&m, p, model_name, batch, res, ch, classes, warmup, steps, x, tgt, loss, &opt, &err)) goto fail;
+        rc = 0;
+        goto done;
+    }
     double t0 = 0, prof[LAYER_KIND_COUNT * 2 + 2] = {0}; /* + loss, optimizer */
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
@@ -205,17 +282,7 @@ int cmd_bench(int argc, char **argv) {
             t0 = report_now();
             if (a.profile) p->profile = prof;
         }
-        if (model_forward(&m, p, true, &err)) goto fail;
-        double tl = report_now();
-        be->ops->loss_forward_backward(be, LOSS_SOFT_CROSS_ENTROPY, batch, classes, p->act[out], tgt, 1.0f / batch,
-                                       loss, p->grad[out]);
-        if (p->profile && be->ops->sync(be, &err)) goto fail;
-        if (p->profile) prof[LAYER_KIND_COUNT * 2] += report_now() - tl;
-        if (model_backward(&m, p, false, &err)) goto fail;
-        double to = report_now();
-        optim_step(&opt, be, m.weights, m.grads, 0.01);
-        if (p->profile && be->ops->sync(be, &err)) goto fail;
-        if (p->profile) prof[LAYER_KIND_COUNT * 2 + 1] += report_now() - to;
+        if (bench_step(&m, p, &opt, batch, classes, tgt, loss, p->profile, &err)) goto fail;
     }
     if (be->ops->sync(be, &err)) goto fail;
     double dt = (report_now() - t0) / steps, ips = batch / dt, gflops = 3.0 * p->flops_forward / dt / 1e9;

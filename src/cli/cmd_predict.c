@@ -121,7 +121,7 @@ int cmd_predict(int argc, char **argv) {
     }
     if (gather_inputs(&a, t, c, size, &x, &n, &h, &w, &err)) goto fail;
     if (plan_create(&t->model, n, h, w, false, &p, &err)) goto fail;
-    t->be->ops->upload(t->be, p->act[0], x, (size_t)n * h * w * c * sizeof *x);
+    if (act_upload(t->be, p->act[0], x, n, (int64_t)h * w, c, &err)) goto fail;
     if (model_forward(&t->model, p, false, &err)) goto fail;
     logits = malloc((size_t)n * classes * sizeof *logits);
     if (!logits) {

@@ -632,10 +632,11 @@ int plan_create(Model *m, int n, int h, int w, bool train, Plan **out, Error *er
     }
     for (int i = 0; i < L; i++) {
         if (m->layers[i].kind != LAYER_CONV) continue;
-        if (m->be->ops->conv_plan(m->be, &p->cdesc[i], &p->conv[i], err)) {
+        int rc = m->be->ops->conv_plan(m->be, &p->cdesc[i], &p->conv[i], err);
+        if (rc) {
             error_prefix(err, "%s", m->layers[i].name);
             plan_destroy(m, p);
-            return -1;
+            return rc == BACKEND_OUT_OF_MEMORY ? PLAN_OUT_OF_MEMORY : -1;
         }
     }
     *out = p;
@@ -736,10 +737,10 @@ int model_forward(Model *m, Plan *p, bool train, Error *err) {
             if (fused) y = p->act[m->layers[i + 1].out];
             if (train) {
                 (fused ? ops->bn_relu_forward_train : ops->bn_forward_train)(
-                    be, rows, c, x, g, b, y, p->bn_mean[i], p->bn_invstd[i], rm, rv, BN_MOMENTUM, BN_EPS);
+                    be, p->n, (int64_t)p->th[l->in] * p->tw[l->in], c, x, g, b, y, p->bn_mean[i], p->bn_invstd[i], rm, rv, BN_MOMENTUM, BN_EPS);
                 m->counters[m->params[l->num_batches_tracked].offset]++;
             } else {
-                ops->bn_forward_eval(be, rows, c, x, g, b, rm, rv, BN_EPS, y);
+                ops->bn_forward_eval(be, p->n, (int64_t)p->th[l->in] * p->tw[l->in], c, x, g, b, rm, rv, BN_EPS, y);
                 if (fused) ops->relu_forward(be, rows * c, y, y);
             }
             break;
@@ -853,10 +854,10 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
             float *db = accumulate ? p->wscratch + c : model_param_grad(m, l->bias);
             if (p->fuse[i] == 1) {
                 const Layer *r = &m->layers[i + 1];
-                ops->bn_relu_backward(be, rows, c, x, p->act[r->out], p->grad[r->out], model_param_data(m, l->weight),
+                ops->bn_relu_backward(be, p->n, (int64_t)p->th[l->in] * p->tw[l->in], c, x, p->act[r->out], p->grad[r->out], model_param_data(m, l->weight),
                                       p->bn_mean[i], p->bn_invstd[i], dx, dg, db);
             } else {
-                ops->bn_backward(be, rows, c, x, dy, model_param_data(m, l->weight), p->bn_mean[i],
+                ops->bn_backward(be, p->n, (int64_t)p->th[l->in] * p->tw[l->in], c, x, dy, model_param_data(m, l->weight), p->bn_mean[i],
                                  p->bn_invstd[i], dx, dg, db);
             }
             if (accumulate) {

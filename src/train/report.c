@@ -14,6 +14,16 @@ double report_now(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double report_median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 int report_open(Reporter *r, const char *run_dir, bool append, bool quiet, Error *err) {
     memset(r, 0, sizeof *r);
     r->console = stderr;

@@ -34,6 +34,8 @@ void report_progress(Reporter *r, int64_t epoch, int64_t epochs, int64_t batch, 
 void report_line(Reporter *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Seconds on a monotonic clock. */
 double report_now(void);
+/* The median of v [n], n > 0 (sorts v in place). */
+double report_median(double *v, int n);
 /* Writes obj to path as pretty JSON, atomically (and frees obj). */
 int report_write_json(const char *path, cJSON *obj, Error *err);
 

@@ -438,7 +438,9 @@ int trainer_evaluate(Trainer *t, EvalResult *res, Error *err) {
             Plan *p;
             /* every chunk runs at the full chunk size (eval-mode BN treats samples independently) */
             if (get_plan(t, t->eval_chunk, t->batch.h, t->batch.w, false, &p, err)) return -1;
-            be->ops->upload(be, p->act[0], t->batch.images + s * img, (size_t)n * img * sizeof(float));
+            if (act_upload(be, p->act[0], t->batch.images + s * img, n, (int64_t)t->batch.h * t->batch.w,
+                           t->batch.c, err))
+                return -1;
             if (model_forward(&t->model, p, false, err)) return -1;
             be->ops->download(be, t->logits_host, p->act[model_output(&t->model)], (size_t)n * classes * sizeof(float));
             metrics_accumulate(t->logits_host, t->batch.labels + s, n, classes, &top1, &top5, &ce);
@@ -582,7 +584,7 @@ static int train_micro(Trainer *t, int k, int start, int n, float grad_scale, do
     size_t img = (size_t)st->h * st->w * st->c;
     Plan *p;
     if (get_plan(t, n, st->h, st->w, true, &p, err)) return -1;
-    be->ops->upload(be, p->act[0], st->images + (size_t)start * img, (size_t)n * img * sizeof(float));
+    if (act_upload(be, p->act[0], st->images + (size_t)start * img, n, (int64_t)st->h * st->w, st->c, err)) return -1;
     /* a stream for the drop layers unique to this forward: (batch, micro-batch, pass) */
     t->model.rng_step = (uint64_t)t->progress.batch * 1024 + (uint64_t)k * 2 + (uint64_t)st->pass;
     if (model_forward(&t->model, p, true, err)) return -1;

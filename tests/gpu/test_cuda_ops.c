@@ -208,17 +208,17 @@ static void test_bn(void **state) {
         float *rm = hrand(c, -1, 1, 40 + i), *rv = hrand(c, 0.5f, 2, 50 + i), *dy = hrand(n, -1, 1, 60 + i);
         float *rm0 = hdup(rm, c), *rv0 = hdup(rv, c), *y0 = hz(n), *m0 = hz(c), *s0 = hz(c);
         float *dx0 = hz(n), *dg0 = hz(c), *db0 = hz(c), *e0 = hz(n);
-        b->ref->ops->bn_forward_train(b->ref, bc->rows, bc->c, x, ga, be, y0, m0, s0, rm0, rv0, 0.1f, 1e-5f);
-        b->ref->ops->bn_backward(b->ref, bc->rows, bc->c, x, dy, ga, m0, s0, dx0, dg0, db0);
-        b->ref->ops->bn_forward_eval(b->ref, bc->rows, bc->c, x, ga, be, rm, rv, 1e-5f, e0);
+        b->ref->ops->bn_forward_train(b->ref, (int)bc->rows, 1, bc->c, x, ga, be, y0, m0, s0, rm0, rv0, 0.1f, 1e-5f);
+        b->ref->ops->bn_backward(b->ref, (int)bc->rows, 1, bc->c, x, dy, ga, m0, s0, dx0, dg0, db0);
+        b->ref->ops->bn_forward_eval(b->ref, (int)bc->rows, 1, bc->c, x, ga, be, rm, rv, 1e-5f, e0);
 
         float *gx = DEVF(g, x, n), *gg = DEVF(g, ga, c), *gb = DEVF(g, be, c), *grm = DEVF(g, rm, c);
         float *grv = DEVF(g, rv, c), *gdy = DEVF(g, dy, n), *gy = DEVF(g, NULL, n), *gm = DEVF(g, NULL, c);
         float *gs = DEVF(g, NULL, c), *gdx = DEVF(g, NULL, n), *gdg = DEVF(g, NULL, c), *gdb = DEVF(g, NULL, c);
         float *grm_e = DEVF(g, rm, c), *grv_e = DEVF(g, rv, c), *ge = DEVF(g, NULL, n);
-        g->ops->bn_forward_train(g, bc->rows, bc->c, gx, gg, gb, gy, gm, gs, grm, grv, 0.1f, 1e-5f);
-        g->ops->bn_backward(g, bc->rows, bc->c, gx, gdy, gg, gm, gs, gdx, gdg, gdb);
-        g->ops->bn_forward_eval(g, bc->rows, bc->c, gx, gg, gb, grm_e, grv_e, 1e-5f, ge);
+        g->ops->bn_forward_train(g, (int)bc->rows, 1, bc->c, gx, gg, gb, gy, gm, gs, grm, grv, 0.1f, 1e-5f);
+        g->ops->bn_backward(g, (int)bc->rows, 1, bc->c, gx, gdy, gg, gm, gs, gdx, gdg, gdb);
+        g->ops->bn_forward_eval(g, (int)bc->rows, 1, bc->c, gx, gg, gb, grm_e, grv_e, 1e-5f, ge);
         float *y1 = back(g, gy, n), *m1 = back(g, gm, c), *s1 = back(g, gs, c), *rm1 = back(g, grm, c);
         float *rv1 = back(g, grv, c), *dx1 = back(g, gdx, n), *dg1 = back(g, gdg, c), *db1 = back(g, gdb, c);
         float *e1 = back(g, ge, n);
@@ -233,7 +233,7 @@ static void test_bn(void **state) {
         assert_close("bn backward dgamma", dg1, dg0, c, 1e-4 * sqrt((double)bc->rows), 1e-4);
         assert_close("bn backward dbeta", db1, db0, c, 1e-4 * sqrt((double)bc->rows), 1e-4);
         /* the same call again gives the same bits (fixed-order reductions) */
-        g->ops->bn_backward(g, bc->rows, bc->c, gx, gdy, gg, gm, gs, gdx, gdg, gdb);
+        g->ops->bn_backward(g, (int)bc->rows, 1, bc->c, gx, gdy, gg, gm, gs, gdx, gdg, gdb);
         float *dx2 = back(g, gdx, n), *dg2 = back(g, gdg, c);
         assert_true(same_floats("bn backward repeat dx", dx2, dx1, n));
         assert_true(same_floats("bn backward repeat dgamma", dg2, dg1, c));

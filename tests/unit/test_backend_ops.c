@@ -1,7 +1,9 @@
 /* test_backend_ops.c — every operation of the cpu backend against the ref backend on odd shapes, exactness
  * where the cpu backend promises it (relu, add, axpy, pools, sgd_step), finite-difference gradient checks of
  * the ref operations themselves, and bit-for-bit repeatability of the cpu backend for a fixed thread count;
- * likewise for the model-surgery operations (blur, sigmoid, channel scale, per-sample scale). */
+ * likewise for the model-surgery operations (blur, sigmoid, channel scale, per-sample scale). The cpu backend
+ * runs here twice: with all activations NHWC (act_block 0), and in its own blocked layout, where the
+ * convolutions match the reference and every other operation matches the NHWC run bit for bit. */
 #include <math.h>
 #include <omp.h>
 #include <stdbool.h>
@@ -15,18 +17,21 @@
 
 #define CPU_THREADS 2
 
-/* The two backends every test uses (cmocka group state). */
+/* The backends the tests use (cmocka group state): cpu keeps every activation NHWC, blk is a cpu backend in
+ * its own blocked layout (nChw8c or nChw16c). */
 typedef struct Backends {
-    Backend *ref, *cpu;
+    Backend *ref, *cpu, *blk;
 } Backends;
 
 static int group_setup(void **state) {
     Backends *b = calloc(1, sizeof *b);
     Error err = {{0}};
-    if (!b || backend_create("ref", 1, &b->ref, &err) != 0 || backend_create("cpu", CPU_THREADS, &b->cpu, &err) != 0) {
+    if (!b || backend_create("ref", 1, &b->ref, &err) != 0 || backend_create("cpu", CPU_THREADS, &b->cpu, &err) != 0 ||
+        backend_create("cpu", CPU_THREADS, &b->blk, &err) != 0) {
         fprintf(stderr, "backend_create: %s\n", err.msg);
         return -1;
     }
+    b->cpu->act_block = 0;
     *state = b;
     return 0;
 }
@@ -35,6 +40,7 @@ static int group_teardown(void **state) {
     Backends *b = *state;
     backend_destroy(b->ref);
     backend_destroy(b->cpu);
+    backend_destroy(b->blk);
     free(b);
     return 0;
 }
@@ -134,7 +140,8 @@ static const ConvCase CONV_CASES[] = {
     {3, 9, 11, 3, 6, 7, 1, 3},   {2, 7, 5, 16, 32, 1, 1, 0}, {1, 12, 10, 32, 64, 3, 1, 1},
     {3, 11, 9, 64, 16, 1, 2, 0}, {3, 9, 11, 6, 5, 3, 1, 3},  {3, 8, 8, 17, 5, 7, 2, 2},
     {6, 16, 16, 16, 32, 1, 2, 0}, {8, 16, 16, 4, 8, 1, 2, 0}, {5, 12, 12, 4, 8, 1, 2, 0},
-    {2, 11, 11, 64, 128, 1, 2, 0}, {2, 7, 7, 24, 256, 3, 2, 1},
+    {2, 11, 11, 64, 128, 1, 2, 0}, {2, 7, 7, 24, 256, 3, 2, 1}, {2, 16, 16, 3, 16, 7, 2, 3},
+    {2, 6, 6, 16, 3, 3, 1, 1},   {2, 2, 2, 256, 256, 3, 1, 1},
 };
 #define N_CONV (sizeof CONV_CASES / sizeof *CONV_CASES)
 
@@ -167,15 +174,43 @@ static void conv_compare(size_t i, const char *what, const ConvDesc *d, const fl
     assert_close(name, dw1, dw0, nw, atol, rtol);
 }
 
+/* x [n, hw, c] NHWC in be's layout (a new buffer), and back. */
+static float *packed(const Backend *be, int n, int64_t hw, int c, const float *x) {
+    float *p = fz((size_t)n * hw * c);
+    act_layout_pack(be, n, hw, c, x, p);
+    return p;
+}
+static float *unpacked(const Backend *be, int n, int64_t hw, int c, const float *x) {
+    float *p = fz((size_t)n * hw * c);
+    act_layout_unpack(be, n, hw, c, x, p);
+    return p;
+}
+
+/* The three passes on be, with x, dy given and y, dx returned in NHWC whatever be's layout. */
+static void conv_run_nhwc(Backend *be, void *plan, const ConvDesc *d, const float *x, const float *w,
+                          const float *dy, float *y, float *dx, float *dw) {
+    int64_t hw = (int64_t)d->h * d->w, ohw = (int64_t)d->oh * d->ow;
+    float *bx = packed(be, d->n, hw, d->cin, x), *bdy = packed(be, d->n, ohw, d->cout, dy);
+    float *by = fz((size_t)d->n * ohw * d->cout), *bdx = fz((size_t)d->n * hw * d->cin);
+    conv_run(be, plan, bx, w, bdy, by, bdx, dw);
+    act_layout_unpack(be, d->n, ohw, d->cout, by, y);
+    act_layout_unpack(be, d->n, hw, d->cin, bdx, dx);
+    free(bx), free(bdy), free(by), free(bdx);
+}
+
+/* Every case on cpu (NHWC) and on blk (blocked layout, and mixed plans where one side is not blocked). */
 static void test_conv_matches_ref(void **state) {
     Backends *b = *state;
+    for (int layout = 0; layout < 2; layout++) {
+    Backend *cpu = layout ? b->blk : b->cpu;
+    const char *what = layout ? "blocked " : "";
     Error err = {{0}};
     void *plans[N_CONV];
     /* All cpu plans first: later plans grow the workspace the earlier ones share. */
     for (size_t i = 0; i < N_CONV; i++) {
         ConvDesc d;
         conv_desc_of(&CONV_CASES[i], &d);
-        if (b->cpu->ops->conv_plan(b->cpu, &d, &plans[i], &err) != 0) fprintf(stderr, "%s\n", err.msg);
+        if (cpu->ops->conv_plan(cpu, &d, &plans[i], &err) != 0) fprintf(stderr, "%s\n", err.msg);
         assert_non_null(plans[i]);
     }
     for (size_t i = 0; i < N_CONV; i++) {
@@ -188,16 +223,17 @@ static void test_conv_matches_ref(void **state) {
         void *rplan;
         assert_int_equal(b->ref->ops->conv_plan(b->ref, &d, &rplan, &err), 0);
         conv_run(b->ref, rplan, x, w, dy, y0, dx0, dw0);
-        conv_run(b->cpu, plans[i], x, w, dy, y1, dx1, dw1);
+        conv_run_nhwc(cpu, plans[i], &d, x, w, dy, y1, dx1, dw1);
         /* float sums of k*k*cin (forward), k*k*cout (data) or n*oh*ow (weights) terms of size <= 0.5: the
          * absolute error grows like the square root of the length */
         double atol = 5e-7 * sqrt((double)d.k * d.k * (d.cin + d.cout) + (double)d.n * d.oh * d.ow);
-        conv_compare(i, "", &d, y1, y0, dx1, dx0, dw1, dw0, atol, 1e-4);
+        conv_compare(i, what, &d, y1, y0, dx1, dx0, dw1, dw0, atol, 1e-4);
         b->ref->ops->conv_plan_free(b->ref, rplan);
         free(x), free(w), free(dy), free(y0), free(dx0), free(dw0), free(y1), free(dx1), free(dw1);
     }
-    for (size_t i = 0; i < N_CONV; i++) b->cpu->ops->conv_plan_free(b->cpu, plans[i]);
-    b->cpu->ops->conv_plan_free(b->cpu, NULL);
+    for (size_t i = 0; i < N_CONV; i++) cpu->ops->conv_plan_free(cpu, plans[i]);
+    cpu->ops->conv_plan_free(cpu, NULL);
+    }
 }
 
 /* x rounded to the nearest bf16, ties to even (what oneDNN's fp32 -> bf16 reorder does). */
@@ -274,32 +310,45 @@ static void test_conv_impl_choice(void **state) {
     ConvDesc d;
     void *plan;
     conv_desc_of(&odd, &d);
-    assert_int_equal(cpu_conv_plan(cc, &d, false, &plan, &err), 0);
+    assert_int_equal(cpu_conv_plan(cc, &d, false, 0, &plan, &err), 0);
     for (int pass = 0; pass < 3; pass++) {
         const char *impl = cpu_conv_impl(plan, pass);
         if (strncmp(impl, "jit:", 4) == 0) fail_msg("1x1 stride 2 on 11x11, pass %d runs %s", pass, impl);
     }
     cpu_conv_plan_free(plan);
     conv_desc_of(&bug, &d);
-    assert_int_equal(cpu_conv_plan(cc, &d, false, &plan, &err), 0);
+    assert_int_equal(cpu_conv_plan(cc, &d, false, 0, &plan, &err), 0);
     if (strncmp(cpu_conv_impl(plan, 2), "jit_1x1", 7) == 0)
         fail_msg("backward weights of n5 12x12 4->8 s2 on jit_1x1");
     cpu_conv_plan_free(plan);
     /* oneDNN's own choice stands where its 1x1 kernel takes the shape */
     conv_desc_of(&even, &d);
-    assert_int_equal(cpu_conv_plan(cc, &d, false, &plan, &err), 0);
+    assert_int_equal(cpu_conv_plan(cc, &d, false, 0, &plan, &err), 0);
     assert_int_equal(strncmp(cpu_conv_impl(plan, 0), "jit_1x1", 7), 0);
     cpu_conv_plan_free(plan);
     conv_desc_of(&k3, &d);
-    assert_int_equal(cpu_conv_plan(cc, &d, false, &plan, &err), 0);
+    assert_int_equal(cpu_conv_plan(cc, &d, false, 0, &plan, &err), 0);
     if (strcmp(cpu_conv_impl(plan, 2), "jit:avx2") == 0) fail_msg("3x3 64->256 backward weights runs jit:avx2");
     assert_int_equal(strncmp(cpu_conv_impl(plan, 0), "jit:", 4), 0);
     cpu_conv_plan_free(plan);
     conv_desc_of(&k3_narrow, &d);
-    assert_int_equal(cpu_conv_plan(cc, &d, false, &plan, &err), 0);
+    assert_int_equal(cpu_conv_plan(cc, &d, false, 0, &plan, &err), 0);
     if (strstr(cpu_conv_impl(plan, 0), "avx2"))
         assert_string_equal(cpu_conv_impl(plan, 2), "jit:avx2");
     cpu_conv_plan_free(plan);
+    /* In the blocked layout (no GEMM convolution there) no pass falls back to oneDNN's reference loops: not
+     * the stem (mixed: 3 channels in), not a 1x1 that its 1x1 kernel cannot take, not the wide 3x3, not a 3x3
+     * on a 2x2 image (whose weight gradient only the GEMM convolution takes: the plan runs on NHWC). */
+    const ConvCase stem = {2, 32, 32, 3, 64, 7, 2, 3}, tiny = {2, 2, 2, 256, 256, 3, 1, 1};
+    const ConvCase blocked[] = {stem, odd, k3, k3_narrow, bug, tiny};
+    for (size_t i = 0; i < sizeof blocked / sizeof *blocked; i++) {
+        conv_desc_of(&blocked[i], &d);
+        assert_int_equal(cpu_conv_plan(cc, &d, false, cpu_conv_vector_block(), &plan, &err), 0);
+        for (int pass = 0; pass < 3; pass++)
+            if (strncmp(cpu_conv_impl(plan, pass), "ref", 3) == 0)
+                fail_msg("blocked case %zu pass %d runs %s", i, pass, cpu_conv_impl(plan, pass));
+        cpu_conv_plan_free(plan);
+    }
     cpu_conv_destroy(cc);
 }
 
@@ -339,8 +388,8 @@ static void test_bn_train_matches_ref(void **state) {
         float *rm0 = frand(c, -1, 1, 40 + i), *rv0 = frand(c, 0.5f, 2, 50 + i);
         float *rm1 = fdup(rm0, c), *rv1 = fdup(rv0, c);
         float *y0 = fz(n), *y1 = fz(n), *m0 = fz(c), *m1 = fz(c), *s0 = fz(c), *s1 = fz(c);
-        b->ref->ops->bn_forward_train(b->ref, bc->rows, bc->c, x, g, be_, y0, m0, s0, rm0, rv0, 0.1f, 1e-5f);
-        b->cpu->ops->bn_forward_train(b->cpu, bc->rows, bc->c, x, g, be_, y1, m1, s1, rm1, rv1, 0.1f, 1e-5f);
+        b->ref->ops->bn_forward_train(b->ref, (int)bc->rows, 1, bc->c, x, g, be_, y0, m0, s0, rm0, rv0, 0.1f, 1e-5f);
+        b->cpu->ops->bn_forward_train(b->cpu, (int)bc->rows, 1, bc->c, x, g, be_, y1, m1, s1, rm1, rv1, 0.1f, 1e-5f);
         /* rows of 1 normalize to 0 with invstd 1/sqrt(eps) ~ 316 */
         double rtol = bc->rows == 1 ? 1e-4 : 2e-5;
         assert_close("bn train y", y1, y0, n, 1e-5, 1e-4);
@@ -361,8 +410,8 @@ static void test_bn_eval_matches_ref(void **state) {
         float *x = frand(n, bc->lo, bc->hi, 60 + i), *g = frand(c, 0.5f, 1.5f, 70 + i), *be_ = frand(c, -1, 1, 80 + i);
         float *rm = frand(c, bc->lo, bc->hi, 90 + i), *rv = frand(c, 0.05f, 2, 95 + i);
         float *y0 = fz(n), *y1 = fz(n);
-        b->ref->ops->bn_forward_eval(b->ref, bc->rows, bc->c, x, g, be_, rm, rv, 1e-5f, y0);
-        b->cpu->ops->bn_forward_eval(b->cpu, bc->rows, bc->c, x, g, be_, rm, rv, 1e-5f, y1);
+        b->ref->ops->bn_forward_eval(b->ref, (int)bc->rows, 1, bc->c, x, g, be_, rm, rv, 1e-5f, y0);
+        b->cpu->ops->bn_forward_eval(b->cpu, (int)bc->rows, 1, bc->c, x, g, be_, rm, rv, 1e-5f, y1);
         assert_close("bn eval y", y1, y0, n, 1e-5, 1e-4);
         free(x), free(g), free(be_), free(rm), free(rv), free(y0), free(y1);
     }
@@ -375,10 +424,10 @@ static void test_bn_backward_matches_ref(void **state) {
         size_t n = (size_t)bc->rows * bc->c, c = (size_t)bc->c;
         float *x = frand(n, bc->lo, bc->hi, 110 + i), *g = frand(c, 0.5f, 1.5f, 120 + i), *be_ = fz(c);
         float *dy = frand(n, -1, 1, 130 + i), *rm = fz(c), *rv = fz(c), *y = fz(n), *m = fz(c), *s = fz(c);
-        b->ref->ops->bn_forward_train(b->ref, bc->rows, bc->c, x, g, be_, y, m, s, rm, rv, 0.1f, 1e-5f);
+        b->ref->ops->bn_forward_train(b->ref, (int)bc->rows, 1, bc->c, x, g, be_, y, m, s, rm, rv, 0.1f, 1e-5f);
         float *dx0 = fz(n), *dx1 = fz(n), *dg0 = fz(c), *dg1 = fz(c), *db0 = fz(c), *db1 = fz(c);
-        b->ref->ops->bn_backward(b->ref, bc->rows, bc->c, x, dy, g, m, s, dx0, dg0, db0);
-        b->cpu->ops->bn_backward(b->cpu, bc->rows, bc->c, x, dy, g, m, s, dx1, dg1, db1);
+        b->ref->ops->bn_backward(b->ref, (int)bc->rows, 1, bc->c, x, dy, g, m, s, dx0, dg0, db0);
+        b->cpu->ops->bn_backward(b->cpu, (int)bc->rows, 1, bc->c, x, dy, g, m, s, dx1, dg1, db1);
         double scale = sqrt((double)bc->rows);
         assert_close("bn backward dx", dx1, dx0, n, 1e-5, 1e-4);
         assert_close("bn backward dgamma", dg1, dg0, c, 1e-6 * scale, 1e-5);
@@ -404,17 +453,17 @@ static void test_bn_relu_fused_exact(void **state) {
         float *rm0 = frand(c, -1, 1, 250 + i), *rv0 = frand(c, 0.5f, 2, 260 + i), *rm1 = fdup(rm0, c), *rv1 = fdup(rv0, c);
         float *bn = fz(n), *y0 = fz(n), *y1 = fz(n), *m0 = fz(c), *m1 = fz(c), *s0 = fz(c), *s1 = fz(c);
         float *g0 = fz(n), *dx0 = fz(n), *dx1 = fz(n), *dg0 = fz(c), *dg1 = fz(c), *db0 = fz(c), *db1 = fz(c);
-        o->bn_forward_train(be, bc->rows, bc->c, x, g, be_, bn, m0, s0, rm0, rv0, 0.1f, 1e-5f);
+        o->bn_forward_train(be, (int)bc->rows, 1, bc->c, x, g, be_, bn, m0, s0, rm0, rv0, 0.1f, 1e-5f);
         o->relu_forward(be, (int64_t)n, bn, y0);
-        o->bn_relu_forward_train(be, bc->rows, bc->c, x, g, be_, y1, m1, s1, rm1, rv1, 0.1f, 1e-5f);
+        o->bn_relu_forward_train(be, (int)bc->rows, 1, bc->c, x, g, be_, y1, m1, s1, rm1, rv1, 0.1f, 1e-5f);
         assert_true(same_bits("bn+relu y", y1, y0, n, 4));
         assert_true(same_bits("bn+relu save_mean", m1, m0, c, 4));
         assert_true(same_bits("bn+relu save_invstd", s1, s0, c, 4));
         assert_true(same_bits("bn+relu running_mean", rm1, rm0, c, 4));
         assert_true(same_bits("bn+relu running_var", rv1, rv0, c, 4));
         o->relu_backward(be, (int64_t)n, y0, dy, g0);
-        o->bn_backward(be, bc->rows, bc->c, x, g0, g, m0, s0, dx0, dg0, db0);
-        o->bn_relu_backward(be, bc->rows, bc->c, x, y1, dy, g, m1, s1, dx1, dg1, db1);
+        o->bn_backward(be, (int)bc->rows, 1, bc->c, x, g0, g, m0, s0, dx0, dg0, db0);
+        o->bn_relu_backward(be, (int)bc->rows, 1, bc->c, x, y1, dy, g, m1, s1, dx1, dg1, db1);
         assert_true(same_bits("bn+relu dx", dx1, dx0, n, 4));
         assert_true(same_bits("bn+relu dgamma", dg1, dg0, c, 4));
         assert_true(same_bits("bn+relu dbeta", db1, db0, c, 4));
@@ -695,7 +744,7 @@ typedef struct BnFd {
 static void bn_fd_eval(void *ctx, float *out) {
     BnFd *b = ctx;
     float m[8], s[8], rm[8] = {0}, rv[8] = {0};
-    b->be->ops->bn_forward_train(b->be, b->rows, b->c, b->x, b->gamma, b->beta, out, m, s, rm, rv, 0.1f, 1e-5f);
+    b->be->ops->bn_forward_train(b->be, (int)b->rows, 1, b->c, b->x, b->gamma, b->beta, out, m, s, rm, rv, 0.1f, 1e-5f);
 }
 
 static void test_fd_bn(void **state) {
@@ -704,8 +753,8 @@ static void test_fd_bn(void **state) {
     size_t n = (size_t)b.rows * b.c;
     float *r = frand(n, -1, 1, 1403), *y = fz(n), *dx = fz(n), *dg = fz(3), *db = fz(3);
     float m[3], s[3], rm[3] = {0}, rv[3] = {0};
-    ref->ops->bn_forward_train(ref, b.rows, b.c, b.x, b.gamma, b.beta, y, m, s, rm, rv, 0.1f, 1e-5f);
-    ref->ops->bn_backward(ref, b.rows, b.c, b.x, r, b.gamma, m, s, dx, dg, db);
+    ref->ops->bn_forward_train(ref, (int)b.rows, 1, b.c, b.x, b.gamma, b.beta, y, m, s, rm, rv, 0.1f, 1e-5f);
+    ref->ops->bn_backward(ref, (int)b.rows, 1, b.c, b.x, r, b.gamma, m, s, dx, dg, db);
     assert_true(fd_check("bn dx", bn_fd_eval, &b, b.x, n, r, n, dx, 1e-2f) < 0.03);
     assert_true(fd_check("bn dgamma", bn_fd_eval, &b, b.gamma, 3, r, n, dg, 1e-2f) < 0.02);
     assert_true(fd_check("bn dbeta", bn_fd_eval, &b, b.beta, 3, r, n, db, 1e-2f) < 0.02);
@@ -836,7 +885,7 @@ static void test_cpu_deterministic(void **state) {
     float *y[2], *m[2], *s[2], *rm[2], *rv[2];
     for (int k = 0; k < 2; k++) {
         y[k] = fz(n), m[k] = fz(c), s[k] = fz(c), rm[k] = fz(c), rv[k] = fz(c);
-        cpu->ops->bn_forward_train(cpu, rows, c, bx, g, be_, y[k], m[k], s[k], rm[k], rv[k], 0.1f, 1e-5f);
+        cpu->ops->bn_forward_train(cpu, (int)rows, 1, c, bx, g, be_, y[k], m[k], s[k], rm[k], rv[k], 0.1f, 1e-5f);
     }
     assert_same_floats("bn forward y, twice", y[1], y[0], n);
     assert_same_floats("bn forward mean, twice", m[1], m[0], c);
@@ -866,7 +915,7 @@ static void test_cpu_thread_counts(void **state) {
     void *rplan;
     assert_int_equal(ref->ops->conv_plan(ref, &d, &rplan, &err), 0);
     assert_int_equal(ref->ops->conv_forward(ref, rplan, x, w, y0, &err), 0);
-    ref->ops->bn_forward_train(ref, rows, c, bx, g, bb, by0, m, s, rm, rv, 0.1f, 1e-5f);
+    ref->ops->bn_forward_train(ref, (int)rows, 1, c, bx, g, bb, by0, m, s, rm, rv, 0.1f, 1e-5f);
     for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
         Backend *cpu;
         assert_int_equal(backend_create("cpu", counts[i], &cpu, &err), 0);
@@ -877,7 +926,7 @@ static void test_cpu_thread_counts(void **state) {
         assert_int_equal(cpu->ops->conv_forward(cpu, plan, x, w, y1, &err), 0);
         assert_int_equal(omp_get_max_threads(), before);
         assert_close("conv forward, other thread count", y1, y0, ny, 1e-5, 1e-4);
-        cpu->ops->bn_forward_train(cpu, rows, c, bx, g, bb, by1, m, s, rm, rv, 0.1f, 1e-5f);
+        cpu->ops->bn_forward_train(cpu, (int)rows, 1, c, bx, g, bb, by1, m, s, rm, rv, 0.1f, 1e-5f);
         assert_close("bn forward, other thread count", by1, by0, n, 1e-5, 1e-4);
         cpu->ops->conv_plan_free(cpu, plan);
         backend_destroy(cpu);
@@ -910,6 +959,7 @@ static void test_blur_matches_ref(void **state) {
     Backend *cpu3;
     Error err = {{0}};
     assert_int_equal(backend_create("cpu", 3, &cpu3, &err), 0);
+    cpu3->act_block = 0; /* compared with b->cpu's NHWC results */
     for (size_t i = 0; i < N_BLUR; i++) {
         PoolDesc d;
         blur_desc_of(&BLUR_CASES[i], &d);
@@ -1081,6 +1131,134 @@ static void test_fd_surgery_ops(void **state) {
     }
 }
 
+/* ---------------------------------------------------------------- blocked layout */
+
+typedef struct LayoutCase {
+    int n, h, w, c;
+} LayoutCase;
+
+/* Channel counts that are multiples of 8 and 16, of 8 only, of neither (NHWC in both backends), more than one
+ * batch-norm chunk (512), and 1x1 images (the same bytes in both layouts). */
+static const LayoutCase LAYOUT_CASES[] = {
+    {2, 5, 7, 16}, {3, 4, 4, 8}, {1, 9, 3, 48}, {2, 3, 3, 12}, {5, 1, 1, 32}, {2, 2, 3, 1040}, {2, 15, 15, 64},
+};
+
+/* got [n, hw, c] from the blocked backend, unpacked, is bit-identical to want (NHWC). */
+static void same_unpacked(const char *name, const Backend *blk, int n, int64_t hw, int c, const float *got,
+                          const float *want) {
+    float *u = unpacked(blk, n, hw, c, got);
+    assert_true(same_bits(name, u, want, (size_t)n * hw * c, sizeof(float)));
+    free(u);
+}
+
+/* Batch norm (plain and fused with ReLU, training and eval, forward and backward), max pool, global average
+ * pool, blur and channel scale on the blocked backend give the NHWC backend's results bit for bit. */
+static void test_blocked_ops_match_nhwc(void **state) {
+    Backends *b = *state;
+    Backend *cpu = b->cpu, *blk = b->blk;
+    assert_true(blk->act_block == 8 || blk->act_block == 16);
+    for (size_t i = 0; i < sizeof LAYOUT_CASES / sizeof *LAYOUT_CASES; i++) {
+        const LayoutCase *lc = &LAYOUT_CASES[i];
+        int n = lc->n, c = lc->c;
+        int64_t hw = (int64_t)lc->h * lc->w;
+        size_t nx = (size_t)n * hw * c, nc = (size_t)c;
+        uint64_t seed = 3000 + 100 * i;
+        float *x = frand(nx, -1, 3, seed), *dy = frand(nx, -1, 1, seed + 1), *g = frand(nc, 0.5f, 1.5f, seed + 2);
+        float *beta = frand(nc, -1, 1, seed + 3), *bx = packed(blk, n, hw, c, x), *bdy = packed(blk, n, hw, c, dy);
+        float *y0 = fz(nx), *y1 = fz(nx), *dx0 = fz(nx), *dx1 = fz(nx);
+        float *st0[4], *st1[4]; /* mean, invstd, running mean, running var */
+        for (int k = 0; k < 4; k++) st0[k] = frand(nc, 0.5f, 1, seed + 4), st1[k] = fdup(st0[k], nc);
+        float *dg0 = fz(nc), *dg1 = fz(nc), *db0 = fz(nc), *db1 = fz(nc);
+
+        for (int relu = 0; relu < 2; relu++) {
+            const BackendOps *o = cpu->ops;
+            (relu ? o->bn_relu_forward_train : o->bn_forward_train)(cpu, n, hw, c, x, g, beta, y0, st0[0], st0[1],
+                                                                  st0[2], st0[3], 0.1f, 1e-5f);
+            (relu ? o->bn_relu_forward_train : o->bn_forward_train)(blk, n, hw, c, bx, g, beta, y1, st1[0], st1[1],
+                                                                  st1[2], st1[3], 0.1f, 1e-5f);
+            same_unpacked(relu ? "blocked bn+relu y" : "blocked bn y", blk, n, hw, c, y1, y0);
+            for (int k = 0; k < 4; k++) assert_true(same_bits("blocked bn statistics", st1[k], st0[k], nc, 4));
+            if (relu) {
+                o->bn_relu_backward(cpu, n, hw, c, x, y0, dy, g, st0[0], st0[1], dx0, dg0, db0);
+                o->bn_relu_backward(blk, n, hw, c, bx, y1, bdy, g, st1[0], st1[1], dx1, dg1, db1);
+            } else {
+                o->bn_backward(cpu, n, hw, c, x, dy, g, st0[0], st0[1], dx0, dg0, db0);
+                o->bn_backward(blk, n, hw, c, bx, bdy, g, st1[0], st1[1], dx1, dg1, db1);
+            }
+            same_unpacked("blocked bn dx", blk, n, hw, c, dx1, dx0);
+            assert_true(same_bits("blocked bn dgamma", dg1, dg0, nc, 4));
+            assert_true(same_bits("blocked bn dbeta", db1, db0, nc, 4));
+        }
+        cpu->ops->bn_forward_eval(cpu, n, hw, c, x, g, beta, st0[2], st0[3], 1e-5f, y0);
+        blk->ops->bn_forward_eval(blk, n, hw, c, bx, g, beta, st1[2], st1[3], 1e-5f, y1);
+        same_unpacked("blocked bn eval y", blk, n, hw, c, y1, y0);
+
+        /* global average pool: y [n, c] is the same in both layouts */
+        float *a0 = fz((size_t)n * c), *a1 = fz((size_t)n * c);
+        cpu->ops->avgpool_forward(cpu, n, (int)hw, c, x, a0);
+        blk->ops->avgpool_forward(blk, n, (int)hw, c, bx, a1);
+        assert_true(same_bits("blocked avgpool y", a1, a0, (size_t)n * c, 4));
+        cpu->ops->avgpool_backward(cpu, n, (int)hw, c, a0, dx0);
+        blk->ops->avgpool_backward(blk, n, (int)hw, c, a0, dx1);
+        same_unpacked("blocked avgpool dx", blk, n, hw, c, dx1, dx0);
+
+        /* channel scale by s [n, c] */
+        cpu->ops->channel_scale_forward(cpu, n, (int)hw, c, x, a0, y0);
+        blk->ops->channel_scale_forward(blk, n, (int)hw, c, bx, a0, y1);
+        same_unpacked("blocked channel scale y", blk, n, hw, c, y1, y0);
+        cpu->ops->channel_scale_backward(cpu, n, (int)hw, c, x, a0, dy, dx0, a1);
+        float *ds = fz((size_t)n * c);
+        blk->ops->channel_scale_backward(blk, n, (int)hw, c, bx, a0, bdy, dx1, ds);
+        same_unpacked("blocked channel scale dx", blk, n, hw, c, dx1, dx0);
+        assert_true(same_bits("blocked channel scale ds", ds, a1, (size_t)n * c, 4));
+
+        /* max pool 3x3/2 pad 1 and the stride-2 blur, forward and backward */
+        PoolDesc d;
+        Error err;
+        assert_int_equal(pool_desc_init(&d, n, lc->h, lc->w, c, 3, 2, 1, &err), 0);
+        int64_t ohw = (int64_t)d.oh * d.ow;
+        size_t ny = (size_t)n * ohw * c;
+        float *p0 = fz(ny), *p1 = fz(ny), *pg = frand(ny, -1, 1, seed + 5), *bpg = packed(blk, n, ohw, c, pg);
+        int32_t *am0 = calloc(ny, sizeof *am0), *am1 = calloc(ny, sizeof *am1);
+        cpu->ops->maxpool_forward(cpu, &d, x, p0, am0);
+        blk->ops->maxpool_forward(blk, &d, bx, p1, am1);
+        same_unpacked("blocked maxpool y", blk, n, ohw, c, p1, p0);
+        cpu->ops->maxpool_backward(cpu, &d, pg, am0, dx0);
+        blk->ops->maxpool_backward(blk, &d, bpg, am1, dx1);
+        same_unpacked("blocked maxpool dx", blk, n, hw, c, dx1, dx0);
+        cpu->ops->blur_forward(cpu, &d, x, p0);
+        blk->ops->blur_forward(blk, &d, bx, p1);
+        same_unpacked("blocked blur y", blk, n, ohw, c, p1, p0);
+        cpu->ops->blur_backward(cpu, &d, pg, dx0);
+        blk->ops->blur_backward(blk, &d, bpg, dx1);
+        same_unpacked("blocked blur dx", blk, n, hw, c, dx1, dx0);
+
+        float *all[] = {x, dy, g, beta, bx, bdy, y0, y1, dx0, dx1, dg0, dg1, db0, db1, a0, a1, ds, p0, p1, pg, bpg};
+        for (size_t j = 0; j < sizeof all / sizeof *all; j++) free(all[j]);
+        for (int k = 0; k < 4; k++) free(st0[k]), free(st1[k]);
+        free(am0), free(am1);
+    }
+}
+
+/* act_layout_pack puts channel ch of pixel p of image i at [i, ch / B, p, ch % B], and unpack inverts it. */
+static void test_act_layout_pack(void **state) {
+    Backend *blk = ((Backends *)*state)->blk;
+    int B = blk->act_block, n = 2, c = 2 * B;
+    int64_t hw = 3;
+    size_t nx = (size_t)n * hw * c;
+    float *x = fz(nx);
+    for (size_t k = 0; k < nx; k++) x[k] = (float)k; /* x[i, p, ch] = (i * hw + p) * c + ch */
+    float *p = packed(blk, n, hw, c, x), *u = unpacked(blk, n, hw, c, p);
+    assert_true(p[1] == 1.0f);                                 /* [0, 0, 0, 1] = x[0, 0, 1] */
+    assert_true(p[B] == (float)c);                             /* [0, 0, 1, 0] = x[0, 1, 0] */
+    assert_true(p[hw * B] == (float)B);                        /* [0, 1, 0, 0] = x[0, 0, B] */
+    assert_true(p[hw * c + 2 * B + 3] == (float)((hw + 2) * c + 3)); /* [1, 0, 2, 3] = x[1, 2, 3] */
+    assert_true(same_bits("pack then unpack", u, x, nx, 4));
+    float *q = packed(((Backends *)*state)->cpu, n, hw, c, x); /* NHWC backend: a copy */
+    assert_true(same_bits("NHWC pack", q, x, nx, 4));
+    free(x), free(p), free(u), free(q);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory),
@@ -1111,6 +1289,8 @@ int main(void) {
         cmocka_unit_test(test_channel_scale_matches_ref),
         cmocka_unit_test(test_sample_scale_exact),
         cmocka_unit_test(test_fd_surgery_ops),
+        cmocka_unit_test(test_blocked_ops_match_nhwc),
+        cmocka_unit_test(test_act_layout_pack),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -3,9 +3,12 @@
  *
  * Every parallel region runs on be->threads threads with static schedules, and every reduction is summed
  * in a fixed order (per-block partial sums combined in block order, blocks fixed by be->threads), so a run
- * is bit-for-bit repeatable for a given thread count. Inner loops run over the contiguous channel axis of
- * NHWC tensors so they vectorize. Batch-norm statistics accumulate in double (runs of BN_RUN rows are summed
- * in float first). relu, add, axpy, max pool (values and argmax), global average pool, sgd_step,
+ * is bit-for-bit repeatable for a given thread count. Activations whose channel count is a multiple of the
+ * vector block (8 with AVX2, 16 with AVX-512) live in oneDNN's blocked layout nChwBc, where its convolution
+ * kernels are fastest; the rest stay NHWC (backend.h). Inner loops run over the contiguous channels of one
+ * block (all channels in NHWC) so they vectorize, and each channel is summed in the same order in both
+ * layouts, so the layout changes no result of an operation other than the convolutions. Batch-norm
+ * statistics accumulate in double (runs of BN_RUN rows are summed in float first). relu, add, axpy, max pool (values and argmax), global average pool, sgd_step,
  * channel_scale_forward and sample_scale give exactly the reference backend's results; the blur sums its nine
  * taps in float (the reference in double).
  *
@@ -23,6 +26,7 @@
 #define ALIGN 64
 #define PAR_BYTES ((size_t)1 << 20) /* memory functions below this size run on one thread */
 #define BN_CHUNK 512                /* channels a batch-norm pass handles at a time */
+#define SEG_GROUP 32 /* channels the batch-norm loops take per row in nChwBc */
 #define BN_RUN 16                   /* rows batch-norm sums in float before adding them into double */
 #define POOL_CB 16                  /* channels per max-pool backward task */
 #define AVG_CB 64                   /* channels per average-pool task */
@@ -91,7 +95,7 @@ static int cpu_sync(Backend *be, Error *err) { return 0; }
 /* ---------------------------------------------------------------- convolution (cpu_conv.c) */
 
 static int cpu_conv_plan_op(Backend *be, const ConvDesc *d, void **plan, Error *err) {
-    return cpu_conv_plan(impl_of(be)->conv, d, be->bf16, plan, err);
+    return cpu_conv_plan(impl_of(be)->conv, d, be->bf16, be->act_block, plan, err);
 }
 static void cpu_conv_plan_free_op(Backend *be, void *plan) { cpu_conv_plan_free(plan); }
 static int cpu_conv_forward_op(Backend *be, void *plan, const float *x, const float *w, float *y, Error *err) {
@@ -106,32 +110,111 @@ static int cpu_conv_backward_weights_op(Backend *be, void *plan, const float *x,
     return cpu_conv_backward_weights(plan, x, dy, dw, err);
 }
 
+/* ---------------------------------------------------------------- activation layout */
+
+/* Where the channels of an activation x [n, hw, c] lie: in blocks of b channels, [n, c/b, hw, b]. NHWC is the
+ * case b = c (one block); nChwBc has b = be->act_block. */
+typedef struct ActView {
+    int64_t hw;
+    int c, b;
+} ActView;
+
+static ActView act_view(Backend *be, int64_t hw, int c) {
+    int b = act_block_of(be, c);
+    return (ActView){.hw = hw, .c = c, .b = b ? b : c};
+}
+
+/* A walk over rows (pixels r = image * hw + p) of one channel block of a view, without a division per row:
+ * at() is the offset of channel ch (fixed at the start) in the current row. */
+typedef struct RowWalk {
+    size_t base, image, step;
+    int64_t p, hw;
+} RowWalk;
+
+static inline RowWalk walk_start(const ActView *v, int64_t r, int ch) {
+    int64_t i = r / v->hw;
+    return (RowWalk){.base = (size_t)i * v->hw * v->c + (size_t)(ch / v->b) * v->hw * v->b + ch % v->b,
+                     .image = (size_t)v->hw * v->c, .step = (size_t)v->b, .p = r % v->hw, .hw = v->hw};
+}
+static inline size_t walk_at(const RowWalk *w) { return w->base + (size_t)w->p * w->step; }
+static inline void walk_next(RowWalk *w) {
+    if (++w->p == w->hw) w->p = 0, w->base += w->image;
+}
+
+/* Channels of [c0, c0 + cn) that lie next to each other in a row: all of them in NHWC, one block in nChwBc. */
+static int view_segment(const ActView *v, int cn) { return v->b < cn ? v->b : cn; }
+
+/* Floats between neighbouring channel blocks of one pixel: hw * b in nChwBc (unused in NHWC: one block). */
+static size_t view_block_gap(const ActView *v) { return (size_t)v->hw * v->b; }
+
+/* How many segments of seg channels the batch-norm loops take per row: in nChwBc, up to 32 channels from
+ * neighbouring blocks, so each row has several independent float sums (one 8-wide sum per row is bound by the
+ * add latency); in NHWC the one long segment. */
+static int seg_group(int seg) { return seg >= SEG_GROUP ? 1 : SEG_GROUP / seg; }
+
+/* The batch-norm loops over segments of channels are inlined into each caller, and SEG_DISPATCH calls them
+ * with a constant 8 or 16 for the blocked layouts' segments, so those rows compile to fixed-width vector code
+ * (a variable width of 8 made them 1.6x slower than NHWC's long rows). */
+#define SEG_INLINE static inline __attribute__((always_inline))
+#define SEG_DISPATCH(seg, fn, ...)                   \
+    do {                                             \
+        if ((seg) == 8) fn(8, __VA_ARGS__);          \
+        else if ((seg) == 16) fn(16, __VA_ARGS__);   \
+        else fn((seg), __VA_ARGS__);                 \
+    } while (0)
+
+/* A pool descriptor for the NHWC kernels that covers d's tensors in be's layout: nChwBc [n, c/B, h, w, B] is
+ * the NHWC tensor [n * c/B, h, w, B], and pooling, blur and per-channel scaling treat channels apart. */
+static PoolDesc pool_view(Backend *be, const PoolDesc *d) {
+    PoolDesc v = *d;
+    int b = act_block_of(be, d->c);
+    if (b) v.n = d->n * (d->c / b), v.c = b;
+    return v;
+}
+
 /* ---------------------------------------------------------------- batch norm */
 
-/* Per-block sums over rows of channels [c0, c0+cn) of x [rows, c]: s1 = sum (x - k), s2 = sum (x - k)^2,
- * shifted by k = the first row to keep the one-pass variance accurate. Runs of BN_RUN rows are summed in
- * float (vector-wide), then added into double. part [blocks, 2, BN_CHUNK]. */
-static void bn_partial_moments(int blocks, int64_t rows, int c, int c0, int cn, const float *x, double *part) {
-    const float *k = x + c0;
-#pragma omp parallel for schedule(static) num_threads(blocks)
-    for (int b = 0; b < blocks; b++) {
-        double *restrict s1 = part + (size_t)b * 2 * BN_CHUNK, *restrict s2 = s1 + BN_CHUNK;
-        float f1[BN_CHUNK], f2[BN_CHUNK];
-        for (int j = 0; j < cn; j++) s1[j] = s2[j] = 0;
-        int64_t end = block_start(rows, b + 1, blocks);
-        for (int64_t r0 = block_start(rows, b, blocks); r0 < end; r0 += BN_RUN) {
-            for (int j = 0; j < cn; j++) f1[j] = f2[j] = 0;
-            for (int64_t r = r0; r < min64(r0 + BN_RUN, end); r++) {
-                const float *xr = x + r * c + c0;
+/* Per-block sums over rows of channels [c0, c0+cn) of x [n, hw, c] (view v): s1 = sum (x - k), s2 = sum
+ * (x - k)^2, shifted by k [cn] = the first row to keep the one-pass variance accurate. Runs of BN_RUN rows are
+ * summed in float (vector-wide), then added into double; each channel's sums run in the same order in every
+ * layout. part [blocks, 2, BN_CHUNK]. */
+/* The moments of bn_partial_moments for rows [start, end) of `groups` segments of seg channels from ch on (in
+ * nChwBc, neighbouring blocks: independent sums the core overlaps); into s1, s2 [groups * seg]. */
+SEG_INLINE void moments_segment(int seg, const ActView *v, int ch, int groups, int64_t start, int64_t end,
+                                const float *x, const float *restrict k, double *restrict s1, double *restrict s2) {
+    int cn = groups * seg;
+    size_t gap = view_block_gap(v);
+    float f1[cn], f2[cn];
+    RowWalk w = walk_start(v, start, ch);
+    for (int64_t r0 = start; r0 < end; r0 += BN_RUN) {
+        for (int j = 0; j < cn; j++) f1[j] = f2[j] = 0;
+        for (int64_t r = r0; r < min64(r0 + BN_RUN, end); r++, walk_next(&w))
+            for (int g = 0; g < groups; g++) {
+                const float *xr = x + walk_at(&w) + g * gap, *kg = k + g * seg;
+                float *f1g = f1 + g * seg, *f2g = f2 + g * seg;
 #pragma omp simd
-                for (int j = 0; j < cn; j++) {
-                    float t = xr[j] - k[j];
-                    f1[j] += t;
-                    f2[j] += t * t;
+                for (int j = 0; j < seg; j++) {
+                    float t = xr[j] - kg[j];
+                    f1g[j] += t;
+                    f2g[j] += t * t;
                 }
             }
 #pragma omp simd
-            for (int j = 0; j < cn; j++) s1[j] += f1[j], s2[j] += f2[j];
+        for (int j = 0; j < cn; j++) s1[j] += f1[j], s2[j] += f2[j];
+    }
+}
+
+static void bn_partial_moments(int blocks, int64_t rows, const ActView *v, int c0, int cn, const float *x,
+                               const float *k, double *part) {
+    int seg = view_segment(v, cn), per = seg_group(seg);
+#pragma omp parallel for schedule(static) num_threads(blocks)
+    for (int b = 0; b < blocks; b++) {
+        double *restrict s1 = part + (size_t)b * 2 * BN_CHUNK, *restrict s2 = s1 + BN_CHUNK;
+        for (int j = 0; j < cn; j++) s1[j] = s2[j] = 0;
+        int64_t start = block_start(rows, b, blocks), end = block_start(rows, b + 1, blocks);
+        for (int q = 0; q < cn; q += per * seg) {
+            int groups = (int)min64(per, (cn - q) / seg);
+            SEG_DISPATCH(seg, moments_segment, v, c0 + q, groups, start, end, x, k + q, s1 + q, s2 + q);
         }
     }
 }
@@ -147,92 +230,123 @@ static void bn_combine(int blocks, const double *part, int j, double *a, double 
     *b = s2;
 }
 
-/* Batch statistics of channels [c0, c0+cn): fills save_mean, save_invstd and mean_lo [cn] (the part of
- * the mean that save_mean's float cannot hold), and updates the running stats. */
-static void bn_stats_chunk(Backend *be, int64_t rows, int c, int c0, int cn, const float *x, float *save_mean,
-                           float *save_invstd, float *mean_lo, float *running_mean, float *running_var,
-                           float momentum, float eps) {
+/* Batch statistics of channels [c0, c0+cn) of x [n, hw, c] (view v): fills save_mean, save_invstd and
+ * mean_lo [cn] (the part of the mean that save_mean's float cannot hold), and updates the running stats. */
+static void bn_stats_chunk(Backend *be, int64_t rows, const ActView *v, int c0, int cn, const float *x,
+                           float *save_mean, float *save_invstd, float *mean_lo, float *running_mean,
+                           float *running_var, float momentum, float eps) {
     double *part = impl_of(be)->bn_work;
-    bn_partial_moments(be->threads, rows, c, c0, cn, x, part);
+    float k[BN_CHUNK];
+    for (int q = 0; q < cn; q += view_segment(v, cn)) {
+        RowWalk w = walk_start(v, 0, c0 + q);
+        for (int j = 0; j < view_segment(v, cn); j++) k[q + j] = x[walk_at(&w) + j];
+    }
+    bn_partial_moments(be->threads, rows, v, c0, cn, x, k, part);
     for (int j = 0; j < cn; j++) {
         int ch = c0 + j;
         double s1, s2;
         bn_combine(be->threads, part, j, &s1, &s2);
-        double dm = s1 / (double)rows, v = s2 - s1 * dm;
-        if (v < 0) v = 0;
-        double mean = x[ch] + dm, var = v / (double)rows;
+        double dm = s1 / (double)rows, var_sum = s2 - s1 * dm;
+        if (var_sum < 0) var_sum = 0;
+        double mean = k[j] + dm, var = var_sum / (double)rows;
         save_mean[ch] = (float)mean;
         mean_lo[j] = (float)(mean - save_mean[ch]);
         save_invstd[ch] = (float)(1.0 / sqrt(var + eps));
-        double unbiased = rows > 1 ? v / (double)(rows - 1) : var;
+        double unbiased = rows > 1 ? var_sum / (double)(rows - 1) : var;
         running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * mean);
         running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * unbiased);
     }
 }
 
-/* y = ((x - mean) - mean_lo) * scale + shift on channels [c0, c0+cn) of x, y [rows, c], then with relu
- * y = max(y, 0) as relu_forward computes it; the per-channel arrays are [cn]. mean + mean_lo is the mean to
- * twice float precision: x - mean is exact for x near it. */
-static void bn_apply_chunk(int threads, int64_t rows, int c, int c0, int cn, const float *x, const float *mean,
-                           const float *mean_lo, const float *scale, const float *shift, bool relu, float *y) {
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * c + c0;
-        float *yr = y + r * c + c0;
-        if (relu) {
+/* y = ((x - mean) - mean_lo) * scale + shift on channels [c0, c0+cn) of x, y [n, hw, c] (view v), then with
+ * relu y = max(y, 0) as relu_forward computes it; the per-channel arrays are [cn]. mean + mean_lo is the mean
+ * to twice float precision: x - mean is exact for x near it. */
+/* bn_apply_chunk for rows [start, end) of `groups` segments of seg channels from ch on; the per-channel arrays
+ * are [groups * seg]. */
+SEG_INLINE void apply_segment(int seg, const ActView *v, int ch, int groups, int64_t start, int64_t end,
+                              const float *x, const float *restrict mean, const float *restrict mean_lo,
+                              const float *restrict scale, const float *restrict shift, bool relu, float *y) {
+    size_t gap = view_block_gap(v);
+    RowWalk w = walk_start(v, start, ch);
+    for (int64_t r = start; r < end; r++, walk_next(&w))
+        for (int g = 0; g < groups; g++) {
+            size_t at = walk_at(&w) + g * gap;
+            const float *xr = x + at, *m = mean + g * seg, *lo = mean_lo + g * seg, *sc = scale + g * seg;
+            const float *sh = shift + g * seg;
+            float *yr = y + at;
+            if (relu) {
 #pragma omp simd
-            for (int j = 0; j < cn; j++) {
-                float v = ((xr[j] - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
-                yr[j] = v > 0 ? v : 0.0f;
+                for (int j = 0; j < seg; j++) {
+                    float o = ((xr[j] - m[j]) - lo[j]) * sc[j] + sh[j];
+                    yr[j] = o > 0 ? o : 0.0f;
+                }
+            } else {
+#pragma omp simd
+                for (int j = 0; j < seg; j++) yr[j] = ((xr[j] - m[j]) - lo[j]) * sc[j] + sh[j];
             }
-        } else {
-#pragma omp simd
-            for (int j = 0; j < cn; j++) yr[j] = ((xr[j] - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
+        }
+}
+
+static void bn_apply_chunk(int threads, int64_t rows, const ActView *v, int c0, int cn, const float *x,
+                           const float *mean, const float *mean_lo, const float *scale, const float *shift,
+                           bool relu, float *y) {
+    int seg = view_segment(v, cn), per = seg_group(seg);
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int t = 0; t < threads; t++) {
+        int64_t start = block_start(rows, t, threads), end = block_start(rows, t + 1, threads);
+        for (int q = 0; q < cn; q += per * seg) {
+            int groups = (int)min64(per, (cn - q) / seg);
+            SEG_DISPATCH(seg, apply_segment, v, c0 + q, groups, start, end, x, mean + q, mean_lo + q, scale + q,
+                         shift + q, relu, y);
         }
     }
 }
 
-/* Training batch norm, followed by ReLU when relu. */
-static void bn_train(Backend *be, int64_t rows, int c, const float *x, const float *gamma, const float *beta,
+/* Training batch norm of x [n, hw, c], followed by ReLU when relu. */
+static void bn_train(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma, const float *beta,
                      bool relu, float *y, float *save_mean, float *save_invstd, float *running_mean,
                      float *running_var, float momentum, float eps) {
     float scale[BN_CHUNK], mean_lo[BN_CHUNK];
+    ActView v = act_view(be, hw, c);
+    int64_t rows = (int64_t)n * hw;
     for (int c0 = 0; c0 < c; c0 += BN_CHUNK) {
         int cn = (int)min64(BN_CHUNK, c - c0);
-        bn_stats_chunk(be, rows, c, c0, cn, x, save_mean, save_invstd, mean_lo, running_mean, running_var,
+        bn_stats_chunk(be, rows, &v, c0, cn, x, save_mean, save_invstd, mean_lo, running_mean, running_var,
                        momentum, eps);
         for (int j = 0; j < cn; j++) scale[j] = save_invstd[c0 + j] * gamma[c0 + j];
-        bn_apply_chunk(be->threads, rows, c, c0, cn, x, save_mean + c0, mean_lo, scale, beta + c0, relu, y);
+        bn_apply_chunk(be->threads, rows, &v, c0, cn, x, save_mean + c0, mean_lo, scale, beta + c0, relu, y);
     }
 }
 
-static void cpu_bn_forward_train(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
+static void cpu_bn_forward_train(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
                                  const float *beta, float *y, float *save_mean, float *save_invstd,
                                  float *running_mean, float *running_var, float momentum, float eps) {
-    bn_train(be, rows, c, x, gamma, beta, false, y, save_mean, save_invstd, running_mean, running_var, momentum,
+    bn_train(be, n, hw, c, x, gamma, beta, false, y, save_mean, save_invstd, running_mean, running_var, momentum,
              eps);
 }
 
-static void cpu_bn_relu_forward_train(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
+static void cpu_bn_relu_forward_train(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
                                       const float *beta, float *y, float *save_mean, float *save_invstd,
                                       float *running_mean, float *running_var, float momentum, float eps) {
-    bn_train(be, rows, c, x, gamma, beta, true, y, save_mean, save_invstd, running_mean, running_var, momentum,
+    bn_train(be, n, hw, c, x, gamma, beta, true, y, save_mean, save_invstd, running_mean, running_var, momentum,
              eps);
 }
 
-static void cpu_bn_forward_eval(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
+static void cpu_bn_forward_eval(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
                                 const float *beta, const float *running_mean, const float *running_var,
                                 float eps, float *y) {
     float scale[BN_CHUNK], zero[BN_CHUNK] = {0};
+    ActView v = act_view(be, hw, c);
     for (int c0 = 0; c0 < c; c0 += BN_CHUNK) {
         int cn = (int)min64(BN_CHUNK, c - c0);
         for (int j = 0; j < cn; j++)
             scale[j] = (float)(gamma[c0 + j] / sqrt((double)running_var[c0 + j] + eps));
-        bn_apply_chunk(be->threads, rows, c, c0, cn, x, running_mean + c0, zero, scale, beta + c0, false, y);
+        bn_apply_chunk(be->threads, (int64_t)n * hw, &v, c0, cn, x, running_mean + c0, zero, scale, beta + c0,
+                       false, y);
     }
 }
 
-/* The gradient batch norm's backward sees in row r: dy, or with a ReLU's output y, dy * (y > 0) as
+/* The gradient batch norm's backward sees in a row: dy, or with a ReLU's output y, dy * (y > 0) as
  * relu_backward computes it; g [cn] receives it (two loops: each vectorizes). */
 static inline void bn_grad_row(const float *restrict dy, const float *restrict y, int cn, float *restrict g) {
     if (y) {
@@ -244,57 +358,100 @@ static inline void bn_grad_row(const float *restrict dy, const float *restrict y
     }
 }
 
-/* Per-block sums over rows of channels [c0, c0+cn): s1 = sum g, s2 = sum g * (x - mean) with g = bn_grad_row,
- * in runs of BN_RUN rows summed in float and added into double. part [blocks, 2, BN_CHUNK]. */
-static void bn_partial_grads(int blocks, int64_t rows, int c, int c0, int cn, const float *x, const float *dy,
-                             const float *y, const float *mean, double *part) {
-#pragma omp parallel for schedule(static) num_threads(blocks)
-    for (int b = 0; b < blocks; b++) {
-        double *restrict s1 = part + (size_t)b * 2 * BN_CHUNK, *restrict s2 = s1 + BN_CHUNK;
-        float f1[BN_CHUNK], f2[BN_CHUNK], g[BN_CHUNK];
-        for (int j = 0; j < cn; j++) s1[j] = s2[j] = 0;
-        int64_t end = block_start(rows, b + 1, blocks);
-        for (int64_t r0 = block_start(rows, b, blocks); r0 < end; r0 += BN_RUN) {
-            for (int j = 0; j < cn; j++) f1[j] = f2[j] = 0;
-            for (int64_t r = r0; r < min64(r0 + BN_RUN, end); r++) {
-                const float *xr = x + r * c + c0;
-                bn_grad_row(dy + r * c + c0, y ? y + r * c + c0 : NULL, cn, g);
+/* Per-block sums over rows of channels [c0, c0+cn) of view v: s1 = sum g, s2 = sum g * (x - mean) with
+ * g = bn_grad_row, in runs of BN_RUN rows summed in float and added into double, in the same order in every
+ * layout. part [blocks, 2, BN_CHUNK]. */
+/* The sums of bn_partial_grads for rows [start, end) of `groups` segments of seg channels from ch on; into
+ * s1, s2 [groups * seg]. */
+SEG_INLINE void grads_segment(int seg, const ActView *v, int ch, int groups, int64_t start, int64_t end,
+                              const float *x, const float *dy, const float *y, const float *restrict mean,
+                              double *restrict s1, double *restrict s2) {
+    int cn = groups * seg;
+    size_t gap = view_block_gap(v);
+    float f1[cn], f2[cn], gr[seg];
+    RowWalk w = walk_start(v, start, ch);
+    for (int64_t r0 = start; r0 < end; r0 += BN_RUN) {
+        for (int j = 0; j < cn; j++) f1[j] = f2[j] = 0;
+        for (int64_t r = r0; r < min64(r0 + BN_RUN, end); r++, walk_next(&w))
+            for (int g = 0; g < groups; g++) {
+                size_t at = walk_at(&w) + g * gap;
+                const float *xr = x + at, *m = mean + g * seg;
+                float *f1g = f1 + g * seg, *f2g = f2 + g * seg;
+                bn_grad_row(dy + at, y ? y + at : NULL, seg, gr);
 #pragma omp simd
-                for (int j = 0; j < cn; j++) {
-                    f1[j] += g[j];
-                    f2[j] += g[j] * (xr[j] - mean[j]);
+                for (int j = 0; j < seg; j++) {
+                    f1g[j] += gr[j];
+                    f2g[j] += gr[j] * (xr[j] - m[j]);
                 }
             }
 #pragma omp simd
-            for (int j = 0; j < cn; j++) s1[j] += f1[j], s2[j] += f2[j];
+        for (int j = 0; j < cn; j++) s1[j] += f1[j], s2[j] += f2[j];
+    }
+}
+
+static void bn_partial_grads(int blocks, int64_t rows, const ActView *v, int c0, int cn, const float *x,
+                             const float *dy, const float *y, const float *mean, double *part) {
+    int seg = view_segment(v, cn), per = seg_group(seg);
+#pragma omp parallel for schedule(static) num_threads(blocks)
+    for (int b = 0; b < blocks; b++) {
+        double *restrict s1 = part + (size_t)b * 2 * BN_CHUNK, *restrict s2 = s1 + BN_CHUNK;
+        for (int j = 0; j < cn; j++) s1[j] = s2[j] = 0;
+        int64_t start = block_start(rows, b, blocks), end = block_start(rows, b + 1, blocks);
+        for (int q = 0; q < cn; q += per * seg) {
+            int groups = (int)min64(per, (cn - q) / seg);
+            SEG_DISPATCH(seg, grads_segment, v, c0 + q, groups, start, end, x, dy, y, mean + q, s1 + q, s2 + q);
         }
     }
 }
 
-/* dx = a * (g - b - (x - mean) * k) with g = bn_grad_row on channels [c0, c0+cn) of x, dy, y, dx [rows, c];
+/* dx = a * (g - b - (x - mean) * k) with g = bn_grad_row on channels [c0, c0+cn) of x, dy, y, dx (view v);
  * mean, a, b, k [cn]. */
-static void bn_backward_apply_chunk(int threads, int64_t rows, int c, int c0, int cn, const float *x,
+/* bn_backward_apply_chunk for rows [start, end) of `groups` segments of seg channels from ch on; the
+ * per-channel arrays are [groups * seg]. */
+SEG_INLINE void backward_apply_segment(int seg, const ActView *v, int ch, int groups, int64_t start, int64_t end,
+                                       const float *x, const float *dy, const float *y, const float *restrict mean,
+                                       const float *restrict a, const float *restrict b, const float *restrict k,
+                                       float *dx) {
+    size_t gap = view_block_gap(v);
+    float gr[seg];
+    RowWalk w = walk_start(v, start, ch);
+    for (int64_t r = start; r < end; r++, walk_next(&w))
+        for (int g = 0; g < groups; g++) {
+            size_t at = walk_at(&w) + g * gap;
+            const float *xr = x + at, *m = mean + g * seg, *ag = a + g * seg, *bg = b + g * seg, *kg = k + g * seg;
+            float *dr = dx + at;
+            bn_grad_row(dy + at, y ? y + at : NULL, seg, gr);
+#pragma omp simd
+            for (int j = 0; j < seg; j++) dr[j] = ag[j] * (gr[j] - bg[j] - (xr[j] - m[j]) * kg[j]);
+        }
+}
+
+static void bn_backward_apply_chunk(int threads, int64_t rows, const ActView *v, int c0, int cn, const float *x,
                                     const float *dy, const float *y, const float *mean, const float *a,
                                     const float *b, const float *k, float *dx) {
+    int seg = view_segment(v, cn), per = seg_group(seg);
 #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * c + c0;
-        float *dr = dx + r * c + c0, g[BN_CHUNK];
-        bn_grad_row(dy + r * c + c0, y ? y + r * c + c0 : NULL, cn, g);
-#pragma omp simd
-        for (int j = 0; j < cn; j++) dr[j] = a[j] * (g[j] - b[j] - (xr[j] - mean[j]) * k[j]);
+    for (int t = 0; t < threads; t++) {
+        int64_t start = block_start(rows, t, threads), end = block_start(rows, t + 1, threads);
+        for (int q = 0; q < cn; q += per * seg) {
+            int groups = (int)min64(per, (cn - q) / seg);
+            SEG_DISPATCH(seg, backward_apply_segment, v, c0 + q, groups, start, end, x, dy, y, mean + q, a + q,
+                         b + q, k + q, dx);
+        }
     }
 }
 
-/* Batch-norm backward of dy, or (y not NULL) of dy * (y > 0). */
-static void bn_backward(Backend *be, int64_t rows, int c, const float *x, const float *y, const float *dy,
+/* Batch-norm backward of dy, or (y not NULL) of dy * (y > 0); all activations [n, hw, c]. */
+static void bn_backward(Backend *be, int n, int64_t hw, int c, const float *x, const float *y, const float *dy,
                         const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
                         float *dgamma, float *dbeta) {
     double *part = impl_of(be)->bn_work;
     float a[BN_CHUNK], b[BN_CHUNK], k[BN_CHUNK];
+    ActView v = act_view(be, hw, c);
+    int64_t rows = (int64_t)n * hw;
     for (int c0 = 0; c0 < c; c0 += BN_CHUNK) {
         int cn = (int)min64(BN_CHUNK, c - c0);
-        bn_partial_grads(be->threads, rows, c, c0, cn, x, dy, y, save_mean + c0, part);
+        bn_partial_grads(be->threads, rows, &v, c0, cn, x, dy, y, save_mean + c0, part);
         for (int j = 0; j < cn; j++) {
             int ch = c0 + j;
             double sdy, sdyx;
@@ -306,20 +463,20 @@ static void bn_backward(Backend *be, int64_t rows, int c, const float *x, const 
             b[j] = (float)(sdy / (double)rows);
             k[j] = (float)(dg * invstd / (double)rows);
         }
-        bn_backward_apply_chunk(be->threads, rows, c, c0, cn, x, dy, y, save_mean + c0, a, b, k, dx);
+        bn_backward_apply_chunk(be->threads, rows, &v, c0, cn, x, dy, y, save_mean + c0, a, b, k, dx);
     }
 }
 
-static void cpu_bn_backward(Backend *be, int64_t rows, int c, const float *x, const float *dy, const float *gamma,
-                            const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
-                            float *dbeta) {
-    bn_backward(be, rows, c, x, NULL, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+static void cpu_bn_backward(Backend *be, int n, int64_t hw, int c, const float *x, const float *dy,
+                            const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
+                            float *dgamma, float *dbeta) {
+    bn_backward(be, n, hw, c, x, NULL, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
 }
 
-static void cpu_bn_relu_backward(Backend *be, int64_t rows, int c, const float *x, const float *y, const float *dy,
-                                 const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
-                                 float *dgamma, float *dbeta) {
-    bn_backward(be, rows, c, x, y, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+static void cpu_bn_relu_backward(Backend *be, int n, int64_t hw, int c, const float *x, const float *y,
+                                 const float *dy, const float *gamma, const float *save_mean,
+                                 const float *save_invstd, float *dx, float *dgamma, float *dbeta) {
+    bn_backward(be, n, hw, c, x, y, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
 }
 
 /* ---------------------------------------------------------------- elementwise */
@@ -382,7 +539,9 @@ static void maxpool_pixel(const PoolDesc *d, const float *x, int oy, int ox, flo
         }
 }
 
-static void cpu_maxpool_forward(Backend *be, const PoolDesc *d, const float *x, float *y, int32_t *argmax) {
+static void cpu_maxpool_forward(Backend *be, const PoolDesc *pd, const float *x, float *y, int32_t *argmax) {
+    PoolDesc view = pool_view(be, pd);
+    const PoolDesc *d = &view;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
     for (int n = 0; n < d->n; n++)
         for (int oy = 0; oy < d->oh; oy++)
@@ -405,8 +564,10 @@ static void maxpool_backward_block(const PoolDesc *d, int n, int c0, int cn, con
     }
 }
 
-static void cpu_maxpool_backward(Backend *be, const PoolDesc *d, const float *dy, const int32_t *argmax,
+static void cpu_maxpool_backward(Backend *be, const PoolDesc *pd, const float *dy, const int32_t *argmax,
                                  float *dx) {
+    PoolDesc view = pool_view(be, pd);
+    const PoolDesc *d = &view;
     int blocks = (d->c + POOL_CB - 1) / POOL_CB;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
     for (int n = 0; n < d->n; n++)
@@ -416,7 +577,15 @@ static void cpu_maxpool_backward(Backend *be, const PoolDesc *d, const float *dy
         }
 }
 
+/* nChwBc [n, c/B, hw, B] is NHWC [n * c/B, hw, B] for operations that treat channels apart, and their
+ * per-sample vectors [n * c/B, B] are [n, c]: rewrites n and c for be's layout. */
+static void sample_view(Backend *be, int *n, int *c) {
+    int b = act_block_of(be, *c);
+    if (b) *n *= *c / b, *c = b;
+}
+
 static void cpu_avgpool_forward(Backend *be, int n, int hw, int c, const float *x, float *y) {
+    sample_view(be, &n, &c);
     int blocks = (c + AVG_CB - 1) / AVG_CB;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
     for (int i = 0; i < n; i++)
@@ -433,6 +602,7 @@ static void cpu_avgpool_forward(Backend *be, int n, int hw, int c, const float *
 }
 
 static void cpu_avgpool_backward(Backend *be, int n, int hw, int c, const float *dy, float *dx) {
+    sample_view(be, &n, &c);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
     for (int i = 0; i < n; i++)
         for (int p = 0; p < hw; p++) {
@@ -464,7 +634,9 @@ static void blur_pixel(const PoolDesc *d, const float *x, int oy, int ox, float 
         }
 }
 
-static void cpu_blur_forward(Backend *be, const PoolDesc *d, const float *x, float *y) {
+static void cpu_blur_forward(Backend *be, const PoolDesc *pd, const float *x, float *y) {
+    PoolDesc view = pool_view(be, pd);
+    const PoolDesc *d = &view;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
     for (int n = 0; n < d->n; n++)
         for (int oy = 0; oy < d->oh; oy++)
@@ -492,7 +664,9 @@ static void blur_backward_pixel(const PoolDesc *d, const float *dy, int iy, int 
     }
 }
 
-static void cpu_blur_backward(Backend *be, const PoolDesc *d, const float *dy, float *dx) {
+static void cpu_blur_backward(Backend *be, const PoolDesc *pd, const float *dy, float *dx) {
+    PoolDesc view = pool_view(be, pd);
+    const PoolDesc *d = &view;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
     for (int n = 0; n < d->n; n++)
         for (int iy = 0; iy < d->h; iy++)
@@ -511,7 +685,8 @@ static void cpu_sigmoid_backward(Backend *be, int64_t n, const float *y, const f
     for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (y[i] * (1.0f - y[i]));
 }
 
-static void cpu_channel_scale_forward(Backend *be, int n, int hw, int c, const float *x, const float *s, float *y) {
+/* y = x * s on tensors already in NHWC form (see sample_view). */
+static void channel_scale_nhwc(Backend *be, int n, int hw, int c, const float *x, const float *s, float *y) {
 #pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
     for (int i = 0; i < n; i++)
         for (int p = 0; p < hw; p++) {
@@ -522,9 +697,15 @@ static void cpu_channel_scale_forward(Backend *be, int n, int hw, int c, const f
         }
 }
 
+static void cpu_channel_scale_forward(Backend *be, int n, int hw, int c, const float *x, const float *s, float *y) {
+    sample_view(be, &n, &c);
+    channel_scale_nhwc(be, n, hw, c, x, s, y);
+}
+
 static void cpu_channel_scale_backward(Backend *be, int n, int hw, int c, const float *x, const float *s,
                                        const float *dy, float *dx, float *ds) {
-    if (dx) cpu_channel_scale_forward(be, n, hw, c, dy, s, dx); /* dx = dy * s */
+    sample_view(be, &n, &c);
+    if (dx) channel_scale_nhwc(be, n, hw, c, dy, s, dx); /* dx = dy * s */
     if (!ds) return;
     int blocks = (c + AVG_CB - 1) / AVG_CB;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(be->threads)
@@ -745,6 +926,7 @@ int cpu_backend_create(int threads, Backend **out, Error *err) {
     im->ops.bf16 = cpu_conv_bf16_native();
     be->ops = &im->ops;
     be->threads = threads;
+    be->act_block = cpu_conv_vector_block();
     be->impl = im;
     im->bn_work = work;
     if (cpu_conv_create(threads, &im->conv, err) != 0) {

@@ -1,11 +1,15 @@
 /* cpu_conv.c — convolutions of the CPU backend through oneDNN (Debian's libdnnl 2.6, the v2 C API).
  *
- * The only file of ctrain that includes oneDNN. Activations stay in the caller's NHWC buffers; the weights
- * are the caller's PyTorch OIHW, reordered into the layout each primitive asks for (dnnl_format_tag_any) when
- * the two differ, and diff weights are reordered back to OIHW. Everything is made once per shape in
- * cpu_conv_plan: primitives, reorders and memory objects without buffers. A call only points the memory
- * objects at its arguments (dnnl_memory_set_data_handle) and at the workspace the CpuConv shares between
- * its plans (oneDNN's scratchpads in user mode, and the weights in the primitives' layouts).
+ * The only file of ctrain that includes oneDNN. Activations stay in the caller's buffers, in the caller's
+ * layout: nChwBc when the plan's block B divides the channel count, else NHWC (backend.h). A plan whose input
+ * and output differ in layout (ResNet's stem: 3 channels in, 64 out), or whose blocked primitives would include
+ * oneDNN's reference loops (the weight gradient of a 3x3 convolution on a 2x2 image, which only its GEMM
+ * convolution takes, on NHWC), runs its primitives on NHWC and reorders the blocked side into and out of the
+ * workspace. The weights are the caller's PyTorch OIHW, reordered into the layout each primitive asks for
+ * (dnnl_format_tag_any) when the two differ, and diff weights are reordered back to OIHW. Everything is made
+ * once per shape in cpu_conv_plan: primitives, reorders and memory objects without buffers. A call only points
+ * the memory objects at its arguments (dnnl_memory_set_data_handle) and at the workspace the CpuConv shares
+ * between its plans (oneDNN's scratchpads in user mode, and the weights in the primitives' layouts).
  * In bf16 (a plan made with bf16 = true) the three primitives read bf16 copies of their inputs — the
  * activations cast into the workspace by oneDNN reorders (round to nearest even), the weights cast by the
  * weight reorders — and accumulate and write fp32: y, dx and dw stay fp32 for the caller. Backward data and
@@ -52,11 +56,12 @@ typedef struct ConvPass {
     size_t wei_bytes;           /* bytes of wei in the workspace; 0 without a reorder */
 } ConvPass;
 
-/* A cast of an fp32 NHWC activation to a bf16 NHWC copy (a oneDNN reorder). */
+/* A oneDNN reorder of an activation between the caller's buffer and its copy in the workspace: to the
+ * primitive's type and layout for an input (bf16, or NHWC in a plan on NHWC), back for an output. */
 typedef struct ActCast {
     Prim reorder;
     dnnl_memory_t from, to;
-    size_t bytes;               /* of the bf16 copy */
+    size_t bytes;               /* of the copy in the workspace; 0: the plan needs no such reorder */
 } ActCast;
 
 typedef struct CpuConvPlan {
@@ -64,12 +69,15 @@ typedef struct CpuConvPlan {
     ConvDesc d;
     bool bf16;
     ConvPass fwd, bwd_data, bwd_weights;
-    ActCast x16, dy16;          /* bf16 only */
+    ActCast x16, dy16;          /* inputs x and dy as the primitives read them (x16 and dy16 regions) */
+    ActCast y_out, dx_out;      /* outputs of a plan on NHWC, written first to the dy16 and x16 regions */
 } CpuConvPlan;
 
-/* The memory descriptors and primitive descriptors a plan is made from: src16/dst16/wei16_any are the bf16
- * descriptors the primitives read in a bf16 plan (the fp32 ones otherwise). */
+/* The memory descriptors and primitive descriptors a plan is made from: user_src/user_dst are the caller's
+ * activations; src/dst the fp32 activations the primitives write (the caller's, or NHWC in a plan on NHWC);
+ * src16/dst16/wei16_any what they read (bf16 in a bf16 plan, else fp32 like src/dst). */
 typedef struct PlanDescs {
+    dnnl_memory_desc_t user_src, user_dst;
     dnnl_memory_desc_t src, dst, wei_any, wei_user;
     dnnl_memory_desc_t src16, dst16, wei16_any;
     dnnl_primitive_attr_t attr;
@@ -148,16 +156,19 @@ static int work_reserve(CpuConv *cc, size_t scratch, size_t weights, size_t x16,
     if (weights < cc->weights_bytes) weights = cc->weights_bytes;
     if (x16 < cc->x16_bytes) x16 = cc->x16_bytes;
     if (dy16 < cc->dy16_bytes) dy16 = cc->dy16_bytes;
-    cc->x16_bytes = x16;
-    cc->dy16_bytes = dy16;
-    void *w = aligned_alloc(WORK_ALIGN, scratch + weights + cc->x16_bytes + cc->dy16_bytes);
-    if (!w)
-        return error_set(err, "out of memory: %zu MiB of oneDNN workspace for convolution x[%d,%d,%d,%d] k %d",
-                         (scratch + weights) >> 20, d->n, d->h, d->w, d->cin, d->k);
+    size_t total = scratch + weights + x16 + dy16;
+    void *w = aligned_alloc(WORK_ALIGN, total);
+    if (!w) { /* the old workspace and its sizes stay as they were */
+        error_set(err, "out of memory: %zu MiB of oneDNN workspace for convolution x[%d,%d,%d,%d] k %d", total >> 20,
+                  d->n, d->h, d->w, d->cin, d->k);
+        return BACKEND_OUT_OF_MEMORY;
+    }
     free(cc->work);
     cc->work = w;
     cc->scratch_bytes = scratch;
     cc->weights_bytes = weights;
+    cc->x16_bytes = x16;
+    cc->dy16_bytes = dy16;
     cc->dy16_of = NULL;
     cc->dy16_plan = NULL;
     return 0;
@@ -170,18 +181,29 @@ static void *work_dy16(const CpuConv *cc) { return (char *)work_x16(cc) + cc->x1
 
 /* ---------------------------------------------------------------- plan construction */
 
-/* Fills the memory descriptors: NHWC activations, OIHW user weights, and "any" weights for the primitives;
- * with bf16, bf16 copies of the activations and weights. */
-static int descs_init_memory(PlanDescs *pd, const ConvDesc *d, bool bf16, Error *err) {
+/* oneDNN's tag for an activation with c channels when the caller blocks multiples of block (0: none). */
+static dnnl_format_tag_t act_tag(int c, int block) {
+    if (block == 0 || c % block != 0) return dnnl_nhwc;
+    return block == 16 ? dnnl_nChw16c : dnnl_nChw8c;
+}
+
+/* Fills the memory descriptors: the caller's activations, the primitives' (the same, or NHWC with nhwc),
+ * OIHW user weights, and "any" weights for the primitives; with bf16, bf16 copies of the activations and
+ * weights. */
+static int descs_init_memory(PlanDescs *pd, const ConvDesc *d, bool bf16, int block, bool nhwc, Error *err) {
     dnnl_dims_t src = {d->n, d->cin, d->h, d->w}, dst = {d->n, d->cout, d->oh, d->ow};
     dnnl_dims_t wei = {d->cout, d->cin, d->k, d->k};
     dnnl_data_type_t low = bf16 ? dnnl_bf16 : dnnl_f32;
-    TRY(dnnl_memory_desc_init_by_tag, (&pd->src, 4, src, dnnl_f32, dnnl_nhwc));
-    TRY(dnnl_memory_desc_init_by_tag, (&pd->dst, 4, dst, dnnl_f32, dnnl_nhwc));
+    dnnl_format_tag_t user_s = act_tag(d->cin, block), user_d = act_tag(d->cout, block);
+    dnnl_format_tag_t ts = nhwc ? dnnl_nhwc : user_s, td = nhwc ? dnnl_nhwc : user_d;
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->user_src, 4, src, dnnl_f32, user_s));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->user_dst, 4, dst, dnnl_f32, user_d));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->src, 4, src, dnnl_f32, ts));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->dst, 4, dst, dnnl_f32, td));
     TRY(dnnl_memory_desc_init_by_tag, (&pd->wei_any, 4, wei, dnnl_f32, dnnl_format_tag_any));
     TRY(dnnl_memory_desc_init_by_tag, (&pd->wei_user, 4, wei, dnnl_f32, dnnl_oihw));
-    TRY(dnnl_memory_desc_init_by_tag, (&pd->src16, 4, src, low, dnnl_nhwc));
-    TRY(dnnl_memory_desc_init_by_tag, (&pd->dst16, 4, dst, low, dnnl_nhwc));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->src16, 4, src, low, ts));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->dst16, 4, dst, low, td));
     TRY(dnnl_memory_desc_init_by_tag, (&pd->wei16_any, 4, wei, low, dnnl_format_tag_any));
     TRY(dnnl_primitive_attr_create, (&pd->attr));
     TRY(dnnl_primitive_attr_set_scratchpad_mode, (pd->attr, dnnl_scratchpad_mode_user));
@@ -193,10 +215,6 @@ typedef enum { PASS_FORWARD, PASS_BACKWARD_DATA, PASS_BACKWARD_WEIGHTS } PassKin
 
 /* How a plan ranks oneDNN's implementation impl for pass of d (lower is better; oneDNN's own order breaks
  * ties):
- * 2, wrong: oneDNN 2.6.3's jit_1x1 backward weights with a stride (its "reduce to unit stride" copy) and
- *   channels padded to the vector block returns wrong sums on AVX2 (n 5, 12x12, cin 4, cout 8, stride 2: off
- *   by 78% of the largest element; test_backend_ops holds the shape). Such layers are tiny, so any layer with
- *   stride > 1 and a channel count that is not a multiple of 16 (the widest block) avoids it.
  * 1, slow: a 1x1 convolution on a generic direct kernel ("jit:avx2", "jit:avx512_core"), which oneDNN lists
  *   first when its 1x1 kernel cannot take the shape (a stride that does not divide the input size, e.g.
  *   11x11 -> 6x6 in ResNet-50 at 176 px). On the AVX2 machine it ran at 31-50 GFLOP/s against 63-109 for
@@ -206,11 +224,19 @@ typedef enum { PASS_FORWARD, PASS_BACKWARD_DATA, PASS_BACKWARD_WEIGHTS } PassKin
  *   listed next, took 0.67-0.91 of its time on the AVX2 machine (7 interleaved rounds per layer), while with 64
  *   channels it was no faster and with ResNet-20's 16-64 up to 4x slower (docs/performance.md). Measured on
  *   AVX2 only, so the rule names that kernel.
+ * 2, reference loops ("ref:any"): oneDNN's last resort, orders of magnitude slower; only when nothing else
+ *   takes the shape (the blocked layouts leave oneDNN's GEMM convolution out, so a "slow" rule above may have
+ *   no better kernel left).
+ * 3, wrong: oneDNN 2.6.3's jit_1x1 backward weights with a stride (its "reduce to unit stride" copy) and
+ *   channels padded to the vector block returns wrong sums on AVX2 (n 5, 12x12, cin 4, cout 8, stride 2: off
+ *   by 78% of the largest element; test_backend_ops holds the shape). Such layers are tiny, so any layer with
+ *   stride > 1 and a channel count that is not a multiple of 16 (the widest block) avoids it.
  * 0 otherwise. */
 static int impl_rank(const char *impl, PassKind pass, const ConvDesc *d) {
+    if (strncmp(impl, "ref", 3) == 0) return 2;
     if (pass == PASS_BACKWARD_WEIGHTS && d->k == 1 && d->stride > 1 && (d->cin % 16 != 0 || d->cout % 16 != 0) &&
         strncmp(impl, "jit_1x1", 7) == 0)
-        return 2;
+        return 3;
     if (d->k == 1 && strncmp(impl, "jit:", 4) == 0) return 1;
     if (pass == PASS_BACKWARD_WEIGHTS && (d->k >= 7 || (d->k > 1 && d->cout >= 256)) && strcmp(impl, "jit:avx2") == 0)
         return 1;
@@ -223,7 +249,7 @@ static int pd_create(dnnl_primitive_desc_t *out, const void *op, const_dnnl_prim
                      PlanDescs *pd, CpuConv *cc, const ConvDesc *d, Error *err) {
     dnnl_primitive_desc_iterator_t it;
     TRY(dnnl_primitive_desc_iterator_create, (&it, op, pd->attr, cc->engine, hint));
-    int best = 2;
+    int best = 3;
     *out = NULL;
     do {
         dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
@@ -312,11 +338,13 @@ static void prim_free(Prim *p) {
     if (p->scratch) dnnl_memory_destroy(p->scratch);
 }
 
-/* Makes the cast of an fp32 NHWC activation described by from to its bf16 copy described by to. */
-static int cast_make(ActCast *c, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to, PlanDescs *descs,
-                     CpuConv *cc, const ConvDesc *d, Error *err) {
+/* Makes the reorder of an activation described by from to the layout and type described by to, when the two
+ * differ; out says the copy in the workspace is from (an output), not to (an input). */
+static int cast_make(ActCast *c, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to, bool out,
+                     PlanDescs *descs, CpuConv *cc, const ConvDesc *d, Error *err) {
+    if (dnnl_memory_desc_equal(from, to)) return 0;
     if (memory_make(&c->from, from, cc, d, err) != 0 || memory_make(&c->to, to, cc, d, err) != 0) return -1;
-    c->bytes = dnnl_memory_desc_get_size(to);
+    c->bytes = dnnl_memory_desc_get_size(out ? from : to);
     dnnl_primitive_desc_t rpd = NULL;
     TRY(dnnl_reorder_primitive_desc_create, (&rpd, from, cc->engine, to, cc->engine, descs->attr));
     int rc = prim_make(&c->reorder, rpd, cc, d, err);
@@ -347,17 +375,31 @@ static size_t plan_scratch_bytes(const CpuConvPlan *p) {
     size_t s = 0;
     for (int i = 0; i < 3; i++) s = size_max(s, size_max(ps[i]->conv.scratch_bytes, ps[i]->reorder.scratch_bytes));
     s = size_max(s, size_max(p->x16.reorder.scratch_bytes, p->dy16.reorder.scratch_bytes));
-    return s;
+    return size_max(s, size_max(p->y_out.reorder.scratch_bytes, p->dx_out.reorder.scratch_bytes));
 }
 
-/* Makes all primitives and memory objects of the plan p for p->d and grows the shared workspace. */
-static int plan_build(CpuConvPlan *p, Error *err) {
+/* oneDNN's name of the implementation a pass of plan runs. */
+const char *cpu_conv_impl(const void *plan, int pass) {
+    const CpuConvPlan *p = plan;
+    const ConvPass *ps = pass == 0 ? &p->fwd : pass == 1 ? &p->bwd_data : &p->bwd_weights;
+    const_dnnl_primitive_desc_t pd = NULL;
+    const char *impl = "";
+    if (dnnl_primitive_get_primitive_desc(ps->conv.prim, &pd) == dnnl_success)
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    return impl;
+}
+
+/* Makes all primitives and memory objects of the plan p for p->d, the primitives on the caller's layouts or
+ * (nhwc) on NHWC; the workspace grows in plan_build. */
+static int plan_make(CpuConvPlan *p, int block, bool nhwc, Error *err) {
     const ConvDesc *d = &p->d;
     PlanDescs descs = {0};
-    int rc = descs_init_memory(&descs, d, p->bf16, err);
+    int rc = descs_init_memory(&descs, d, p->bf16, block, nhwc, err);
     if (rc == 0) rc = descs_init_conv(&descs, p->cc, d, err);
-    if (rc == 0 && p->bf16) rc = cast_make(&p->x16, &descs.src, &descs.src16, &descs, p->cc, d, err);
-    if (rc == 0 && p->bf16) rc = cast_make(&p->dy16, &descs.dst, &descs.dst16, &descs, p->cc, d, err);
+    if (rc == 0) rc = cast_make(&p->x16, &descs.user_src, &descs.src16, false, &descs, p->cc, d, err);
+    if (rc == 0) rc = cast_make(&p->dy16, &descs.user_dst, &descs.dst16, false, &descs, p->cc, d, err);
+    if (rc == 0) rc = cast_make(&p->y_out, &descs.dst, &descs.user_dst, true, &descs, p->cc, d, err);
+    if (rc == 0) rc = cast_make(&p->dx_out, &descs.src, &descs.user_src, true, &descs, p->cc, d, err);
     if (rc == 0)
         rc = pass_make(&p->fwd, descs.fwd, dnnl_query_weights_md, false, dnnl_query_src_md, dnnl_query_dst_md,
                        &descs, p->cc, d, err);
@@ -368,9 +410,39 @@ static int plan_build(CpuConvPlan *p, Error *err) {
         rc = pass_make(&p->bwd_weights, descs.bwd_weights, dnnl_query_diff_weights_md, true, dnnl_query_src_md,
                        dnnl_query_diff_dst_md, &descs, p->cc, d, err);
     descs_free(&descs);
+    return rc;
+}
+
+/* Frees what plan_make made, leaving p's descriptor for another try. */
+static void plan_release(CpuConvPlan *p) {
+    ConvPass *ps[3] = {&p->fwd, &p->bwd_data, &p->bwd_weights};
+    ActCast *cs[4] = {&p->x16, &p->dy16, &p->y_out, &p->dx_out};
+    for (int i = 0; i < 3; i++) pass_free(ps[i]), *ps[i] = (ConvPass){0};
+    for (int i = 0; i < 4; i++) cast_free(cs[i]), *cs[i] = (ActCast){0};
+    if (p->cc->dy16_plan == p) p->cc->dy16_plan = NULL;
+}
+
+/* Makes the plan (see the top of the file for when its primitives run on NHWC) and grows the shared
+ * workspace. */
+static int plan_build(CpuConvPlan *p, int block, Error *err) {
+    const ConvDesc *d = &p->d;
+    bool nhwc = act_tag(d->cin, block) != act_tag(d->cout, block);
+    int rc = plan_make(p, block, nhwc, err);
+    bool slow = false;
+    for (int pass = 0; rc == 0 && pass < 3; pass++) slow |= strncmp(cpu_conv_impl(p, pass), "ref", 3) == 0;
+    if (slow && !nhwc) {
+        plan_release(p);
+        rc = plan_make(p, block, true, err);
+    }
     if (rc != 0) return rc;
     size_t wbytes = size_max(p->fwd.wei_bytes, size_max(p->bwd_data.wei_bytes, p->bwd_weights.wei_bytes));
-    return work_reserve(p->cc, plan_scratch_bytes(p), wbytes, p->x16.bytes, p->dy16.bytes, d, err);
+    return work_reserve(p->cc, plan_scratch_bytes(p), wbytes, size_max(p->x16.bytes, p->dx_out.bytes),
+                        size_max(p->dy16.bytes, p->y_out.bytes), d, err);
+}
+
+/* The channel block of oneDNN's blocked layout its kernels prefer on this CPU (see cpu_conv.h). */
+int cpu_conv_vector_block(void) {
+    return (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core ? 16 : 8;
 }
 
 /* True when oneDNN finds native bf16 dot products (AVX512_BF16 or AMX) on this CPU. */
@@ -379,7 +451,7 @@ bool cpu_conv_bf16_native(void) {
 }
 
 /* Builds a plan on the backend's threads; on failure nothing is left allocated. */
-int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, void **plan, Error *err) {
+int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, void **plan, Error *err) {
     *plan = NULL;
     CpuConvPlan *p = calloc(1, sizeof *p);
     if (!p) return error_set(err, "out of memory planning a convolution");
@@ -387,7 +459,7 @@ int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, void **plan, Error 
     p->d = *d;
     p->bf16 = bf16;
     int saved = threads_enter(cc);
-    int rc = plan_build(p, err);
+    int rc = plan_build(p, block, err);
     threads_leave(cc, saved);
     if (rc != 0) {
         cpu_conv_plan_free(p);
@@ -401,24 +473,8 @@ int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, void **plan, Error 
 void cpu_conv_plan_free(void *plan) {
     CpuConvPlan *p = plan;
     if (!p) return;
-    pass_free(&p->fwd);
-    pass_free(&p->bwd_data);
-    pass_free(&p->bwd_weights);
-    cast_free(&p->x16);
-    cast_free(&p->dy16);
-    if (p->cc->dy16_plan == p) p->cc->dy16_plan = NULL;
+    plan_release(p);
     free(p);
-}
-
-/* oneDNN's name of the implementation a pass of plan runs. */
-const char *cpu_conv_impl(const void *plan, int pass) {
-    const CpuConvPlan *p = plan;
-    const ConvPass *ps = pass == 0 ? &p->fwd : pass == 1 ? &p->bwd_data : &p->bwd_weights;
-    const_dnnl_primitive_desc_t pd = NULL;
-    const char *impl = "";
-    if (dnnl_primitive_get_primitive_desc(ps->conv.prim, &pd) == dnnl_success)
-        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-    return impl;
 }
 
 /* ---------------------------------------------------------------- execution */
@@ -470,19 +526,22 @@ static int pass_run(CpuConvPlan *p, ConvPass *ps, int arg_a, const void *a, int 
     return 0;
 }
 
-/* Casts the fp32 activation a into its bf16 copy at to (a oneDNN reorder on the plan's stream). */
-static int cast_run(CpuConvPlan *p, ActCast *c, const float *a, void *to, Error *err) {
+/* Reorders the activation at from into to (a oneDNN reorder on the plan's stream) and waits for it. */
+static int cast_run(CpuConvPlan *p, ActCast *c, const void *from, void *to, Error *err) {
     const ConvDesc *d = &p->d;
-    TRY(dnnl_memory_set_data_handle, (c->from, (void *)a));
+    TRY(dnnl_memory_set_data_handle, (c->from, (void *)from));
     TRY(dnnl_memory_set_data_handle, (c->to, to));
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, c->from}, {DNNL_ARG_TO, c->to}};
-    return prim_run(&c->reorder, p->cc, 2, args, d, err);
+    if (prim_run(&c->reorder, p->cc, 2, args, d, err) != 0) return -1;
+    TRY(dnnl_stream_wait, (p->cc->stream));
+    return 0;
 }
 
-/* The input a conv primitive of p reads for the fp32 activation x: x itself, or (bf16) its cast copy. */
+/* The input a conv primitive of p reads for the activation x: x itself, or its copy in the primitive's type
+ * and layout. */
 static int input_x(CpuConvPlan *p, const float *x, const void **out, Error *err) {
     *out = x;
-    if (!p->bf16) return 0;
+    if (!p->x16.bytes) return 0;
     *out = work_x16(p->cc);
     return cast_run(p, &p->x16, x, work_x16(p->cc), err);
 }
@@ -491,7 +550,7 @@ static int input_x(CpuConvPlan *p, const float *x, const void **out, Error *err)
 static int input_dy(CpuConvPlan *p, const float *dy, bool keep, const void **out, Error *err) {
     CpuConv *cc = p->cc;
     *out = dy;
-    if (!p->bf16) return 0;
+    if (!p->dy16.bytes) return 0;
     *out = work_dy16(cc);
     bool have = cc->dy16_plan == p && cc->dy16_of == dy;
     cc->dy16_plan = NULL;
@@ -511,7 +570,9 @@ int cpu_conv_forward(void *plan, const float *x, const float *w, float *y, Error
     const void *a;
     p->cc->dy16_plan = NULL;
     int rc = input_x(p, x, &a, err);
-    if (rc == 0) rc = pass_run(p, &p->fwd, DNNL_ARG_SRC, a, DNNL_ARG_DST, y, DNNL_ARG_WEIGHTS, w, false, err);
+    void *to = p->y_out.bytes ? work_dy16(p->cc) : y;
+    if (rc == 0) rc = pass_run(p, &p->fwd, DNNL_ARG_SRC, a, DNNL_ARG_DST, to, DNNL_ARG_WEIGHTS, w, false, err);
+    if (rc == 0 && p->y_out.bytes) rc = cast_run(p, &p->y_out, to, y, err);
     threads_leave(p->cc, saved);
     return rc;
 }
@@ -522,9 +583,11 @@ int cpu_conv_backward_data(void *plan, const float *dy, const float *w, float *d
     int saved = threads_enter(p->cc);
     const void *a;
     int rc = input_dy(p, dy, true, &a, err);
+    void *to = p->dx_out.bytes ? work_x16(p->cc) : dx;
     if (rc == 0)
-        rc = pass_run(p, &p->bwd_data, DNNL_ARG_DIFF_DST, a, DNNL_ARG_DIFF_SRC, dx, DNNL_ARG_WEIGHTS, w, false,
+        rc = pass_run(p, &p->bwd_data, DNNL_ARG_DIFF_DST, a, DNNL_ARG_DIFF_SRC, to, DNNL_ARG_WEIGHTS, w, false,
                       err);
+    if (rc == 0 && p->dx_out.bytes) rc = cast_run(p, &p->dx_out, to, dx, err);
     threads_leave(p->cc, saved);
     return rc;
 }

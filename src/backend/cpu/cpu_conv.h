@@ -21,9 +21,13 @@ void cpu_conv_destroy(CpuConv *cc);
 /* True when oneDNN finds native bf16 dot products (AVX512_BF16 or AMX) on this CPU. */
 bool cpu_conv_bf16_native(void);
 
+/* The channel block of oneDNN's blocked activation layout its kernels prefer on this CPU: 16 with AVX-512, else 8. */
+int cpu_conv_vector_block(void);
+
 /* Makes the forward, backward-data and backward-weights primitives for d, with their weight reorders; with
- * bf16 they read bf16 copies of x, dy and w and accumulate and write fp32. */
-int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, void **plan, Error *err);
+ * bf16 they read bf16 copies of x, dy and w and accumulate and write fp32. block: the caller's activations
+ * with a multiple of block channels are nChw<block>c (0: all NHWC; backend.h). */
+int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, void **plan, Error *err);
 /* Frees a plan (NULL is fine). */
 void cpu_conv_plan_free(void *plan);
 

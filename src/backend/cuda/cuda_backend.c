@@ -446,9 +446,10 @@ static double *partials(Cuda *c, int ch) {
     return grow(c, &c->part, cuda_partials_bytes(ch)) ? c->part.p : NULL;
 }
 
-static void cu_bn_forward_train(Backend *be, int64_t rows, int ch, const float *x, const float *gamma,
+static void cu_bn_forward_train(Backend *be, int n, int64_t hw, int ch, const float *x, const float *gamma,
                                 const float *beta, float *y, float *save_mean, float *save_invstd,
                                 float *running_mean, float *running_var, float momentum, float eps) {
+    int64_t rows = (int64_t)n * hw;
     Cuda *c = cu_of(be);
     double *part = partials(c, ch);
     if (!part) return;
@@ -457,17 +458,19 @@ static void cu_bn_forward_train(Backend *be, int64_t rows, int ch, const float *
     ck_launch(c, "bn_forward_train");
 }
 
-static void cu_bn_forward_eval(Backend *be, int64_t rows, int ch, const float *x, const float *gamma,
+static void cu_bn_forward_eval(Backend *be, int n, int64_t hw, int ch, const float *x, const float *gamma,
                                const float *beta, const float *running_mean, const float *running_var, float eps,
                                float *y) {
+    int64_t rows = (int64_t)n * hw;
     Cuda *c = cu_of(be);
     cuda_bn_forward_eval(c->stream, rows, ch, x, gamma, beta, running_mean, running_var, eps, y);
     ck_launch(c, "bn_forward_eval");
 }
 
-static void cu_bn_backward(Backend *be, int64_t rows, int ch, const float *x, const float *dy, const float *gamma,
+static void cu_bn_backward(Backend *be, int n, int64_t hw, int ch, const float *x, const float *dy, const float *gamma,
                            const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
                            float *dbeta) {
+    int64_t rows = (int64_t)n * hw;
     Cuda *c = cu_of(be);
     double *part = partials(c, ch);
     if (!part) return;

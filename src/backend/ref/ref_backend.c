@@ -117,9 +117,10 @@ static int ref_conv_backward_weights(Backend *be, void *plan, const float *x, co
 
 /* ---------------------------------------------------------------- batch norm */
 
-static void ref_bn_forward_train(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
+static void ref_bn_forward_train(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
                                  const float *beta, float *y, float *save_mean, float *save_invstd,
                                  float *running_mean, float *running_var, float momentum, float eps) {
+    int64_t rows = (int64_t)n * hw;
     for (int ch = 0; ch < c; ch++) {
         double s = 0;
         for (int64_t r = 0; r < rows; r++) s += x[r * c + ch];
@@ -141,9 +142,10 @@ static void ref_bn_forward_train(Backend *be, int64_t rows, int c, const float *
     }
 }
 
-static void ref_bn_forward_eval(Backend *be, int64_t rows, int c, const float *x, const float *gamma,
+static void ref_bn_forward_eval(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
                                 const float *beta, const float *running_mean, const float *running_var,
                                 float eps, float *y) {
+    int64_t rows = (int64_t)n * hw;
     for (int ch = 0; ch < c; ch++) {
         double invstd = 1.0 / sqrt((double)running_var[ch] + eps);
         for (int64_t r = 0; r < rows; r++)
@@ -151,9 +153,10 @@ static void ref_bn_forward_eval(Backend *be, int64_t rows, int c, const float *x
     }
 }
 
-static void ref_bn_backward(Backend *be, int64_t rows, int c, const float *x, const float *dy,
+static void ref_bn_backward(Backend *be, int n, int64_t hw, int c, const float *x, const float *dy,
                             const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
                             float *dgamma, float *dbeta) {
+    int64_t rows = (int64_t)n * hw;
     for (int ch = 0; ch < c; ch++) {
         double mean = save_mean[ch], invstd = save_invstd[ch];
         double sdy = 0, sdyx = 0;
