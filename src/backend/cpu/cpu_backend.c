@@ -237,9 +237,10 @@ static void bn_stats_chunk(Backend *be, int64_t rows, const ActView *v, int c0, 
                            float *running_var, float momentum, float eps) {
     double *part = impl_of(be)->bn_work;
     float k[BN_CHUNK];
-    for (int q = 0; q < cn; q += view_segment(v, cn)) {
+    int seg = view_segment(v, cn);
+    for (int q = 0; q < cn; q += seg) {
         RowWalk w = walk_start(v, 0, c0 + q);
-        for (int j = 0; j < view_segment(v, cn); j++) k[q + j] = x[walk_at(&w) + j];
+        for (int j = 0; j < seg; j++) k[q + j] = x[walk_at(&w) + j];
     }
     bn_partial_moments(be->threads, rows, v, c0, cn, x, k, part);
     for (int j = 0; j < cn; j++) {
