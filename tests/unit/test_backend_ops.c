@@ -1240,6 +1240,43 @@ static void test_blocked_ops_match_nhwc(void **state) {
     }
 }
 
+/* Batch norm on the blocked backend against the reference on images of several pixels: the cpu backend walks
+ * each image's pixels in turn, and a run of BN_RUN summed rows can start in one image and end in the next
+ * ({3, 4, 4, 8}: the second thread's rows start halfway through an image). */
+static void test_blocked_bn_matches_ref(void **state) {
+    Backends *b = *state;
+    for (size_t i = 0; i < sizeof LAYOUT_CASES / sizeof *LAYOUT_CASES; i++) {
+        const LayoutCase *lc = &LAYOUT_CASES[i];
+        int n = lc->n, c = lc->c;
+        int64_t hw = (int64_t)lc->h * lc->w, rows = n * hw;
+        size_t nx = (size_t)rows * c, nc = (size_t)c;
+        uint64_t seed = 5000 + 100 * i;
+        float *x = frand(nx, -1, 3, seed), *dy = frand(nx, -1, 1, seed + 1), *g = frand(nc, 0.5f, 1.5f, seed + 2);
+        float *beta = frand(nc, -1, 1, seed + 3), *bx = packed(b->blk, n, hw, c, x);
+        float *bdy = packed(b->blk, n, hw, c, dy), *y0 = fz(nx), *y1 = fz(nx), *dx0 = fz(nx), *dx1 = fz(nx);
+        float *st0[4], *st1[4]; /* mean, invstd, running mean, running var */
+        for (int k = 0; k < 4; k++) st0[k] = frand(nc, 0.5f, 1, seed + 4), st1[k] = fdup(st0[k], nc);
+        float *dg0 = fz(nc), *dg1 = fz(nc), *db0 = fz(nc), *db1 = fz(nc);
+        b->ref->ops->bn_forward_train(b->ref, n, hw, c, x, g, beta, y0, st0[0], st0[1], st0[2], st0[3], 0.1f, 1e-5f);
+        b->blk->ops->bn_forward_train(b->blk, n, hw, c, bx, g, beta, y1, st1[0], st1[1], st1[2], st1[3], 0.1f, 1e-5f);
+        float *u = unpacked(b->blk, n, hw, c, y1);
+        assert_close("blocked bn train y", u, y0, nx, 1e-5, 1e-4);
+        free(u);
+        for (int k = 0; k < 4; k++) assert_close("blocked bn statistics", st1[k], st0[k], nc, 1e-6, 2e-5);
+        b->ref->ops->bn_backward(b->ref, n, hw, c, x, dy, g, st0[0], st0[1], dx0, dg0, db0);
+        b->blk->ops->bn_backward(b->blk, n, hw, c, bx, bdy, g, st1[0], st1[1], dx1, dg1, db1);
+        u = unpacked(b->blk, n, hw, c, dx1);
+        assert_close("blocked bn backward dx", u, dx0, nx, 1e-5, 1e-4);
+        free(u);
+        double scale = sqrt((double)rows);
+        assert_close("blocked bn dgamma", dg1, dg0, nc, 1e-6 * scale, 1e-5);
+        assert_close("blocked bn dbeta", db1, db0, nc, 1e-6 * scale, 1e-5);
+        float *all[] = {x, dy, g, beta, bx, bdy, y0, y1, dx0, dx1, dg0, dg1, db0, db1};
+        for (size_t j = 0; j < sizeof all / sizeof *all; j++) free(all[j]);
+        for (int k = 0; k < 4; k++) free(st0[k]), free(st1[k]);
+    }
+}
+
 /* act_layout_pack puts channel ch of pixel p of image i at [i, ch / B, p, ch % B], and unpack inverts it. */
 static void test_act_layout_pack(void **state) {
     Backend *blk = ((Backends *)*state)->blk;
@@ -1290,6 +1327,7 @@ int main(void) {
         cmocka_unit_test(test_sample_scale_exact),
         cmocka_unit_test(test_fd_surgery_ops),
         cmocka_unit_test(test_blocked_ops_match_nhwc),
+        cmocka_unit_test(test_blocked_bn_matches_ref),
         cmocka_unit_test(test_act_layout_pack),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -8,9 +8,10 @@
  * kernels are fastest; the rest stay NHWC (backend.h). Inner loops run over the contiguous channels of one
  * block (all channels in NHWC) so they vectorize, and each channel is summed in the same order in both
  * layouts, so the layout changes no result of an operation other than the convolutions. Batch-norm
- * statistics accumulate in double (runs of BN_RUN rows are summed in float first). relu, add, axpy, max pool (values and argmax), global average pool, sgd_step,
- * channel_scale_forward and sample_scale give exactly the reference backend's results; the blur sums its nine
- * taps in float (the reference in double).
+ * statistics accumulate in double (runs of BN_RUN rows are summed in float first), and batch norm walks memory in
+ * order (image by image, block by block: a block's pixels are contiguous). relu, add, axpy, max pool (values and
+ * argmax), global average pool, sgd_step, channel_scale_forward and sample_scale give exactly the reference
+ * backend's results; the blur sums its nine taps in float (the reference in double).
  *
  * The backend keeps scratch memory (batch-norm partial sums here, the oneDNN workspace in cpu_conv.c), so
  * calls on one backend run one at a time, like work queued on one GPU stream. */
@@ -26,7 +27,6 @@
 #define ALIGN 64
 #define PAR_BYTES ((size_t)1 << 20) /* memory functions below this size run on one thread */
 #define BN_CHUNK 512                /* channels a batch-norm pass handles at a time */
-#define SEG_GROUP 32 /* channels the batch-norm loops take per row in nChwBc */
 #define BN_RUN 16                   /* rows batch-norm sums in float before adding them into double */
 #define POOL_CB 16                  /* channels per max-pool backward task */
 #define AVG_CB 64                   /* channels per average-pool task */
@@ -124,33 +124,41 @@ static ActView act_view(Backend *be, int64_t hw, int c) {
     return (ActView){.hw = hw, .c = c, .b = b ? b : c};
 }
 
-/* A walk over rows (pixels r = image * hw + p) of one channel block of a view, without a division per row:
- * at() is the offset of channel ch (fixed at the start) in the current row. */
-typedef struct RowWalk {
-    size_t base, image, step;
-    int64_t p, hw;
-} RowWalk;
-
-static inline RowWalk walk_start(const ActView *v, int64_t r, int ch) {
-    int64_t i = r / v->hw;
-    return (RowWalk){.base = (size_t)i * v->hw * v->c + (size_t)(ch / v->b) * v->hw * v->b + ch % v->b,
-                     .image = (size_t)v->hw * v->c, .step = (size_t)v->b, .p = r % v->hw, .hw = v->hw};
-}
-static inline size_t walk_at(const RowWalk *w) { return w->base + (size_t)w->p * w->step; }
-static inline void walk_next(RowWalk *w) {
-    if (++w->p == w->hw) w->p = 0, w->base += w->image;
+/* Offset of channel ch of row r (pixel r % hw of image r / hw) in view v; the same channel of the image's next
+ * pixel lies v->b floats on. */
+static inline size_t view_offset(const ActView *v, int64_t r, int ch) {
+    int64_t i = r / v->hw, p = r % v->hw;
+    return (size_t)i * v->hw * v->c + (size_t)(ch / v->b) * v->hw * v->b + (size_t)p * v->b + ch % v->b;
 }
 
 /* Channels of [c0, c0 + cn) that lie next to each other in a row: all of them in NHWC, one block in nChwBc. */
 static int view_segment(const ActView *v, int cn) { return v->b < cn ? v->b : cn; }
 
-/* Floats between neighbouring channel blocks of one pixel: hw * b in nChwBc (unused in NHWC: one block). */
-static size_t view_block_gap(const ActView *v) { return (size_t)v->hw * v->b; }
+/* A thread's share of channels [c0, c0 + cn) of rows / hw images of a view, in memory order: tiles (the hw
+ * pixels of one image's segment of seg channels; in NHWC the one segment holds every channel) taken image by
+ * image and segment by segment, split between threads by pixel. */
+typedef struct TileWalk {
+    int64_t u, end, hw;
+    int nb, seg;
+} TileWalk;
 
-/* How many segments of seg channels the batch-norm loops take per row: in nChwBc, up to 32 channels from
- * neighbouring blocks, so each row has several independent float sums (one 8-wide sum per row is bound by the
- * add latency); in NHWC the one long segment. */
-static int seg_group(int seg) { return seg >= SEG_GROUP ? 1 : SEG_GROUP / seg; }
+static TileWalk tiles_start(const ActView *v, int64_t rows, int cn, int t, int threads) {
+    int seg = view_segment(v, cn), nb = cn / seg;
+    int64_t total = rows * nb;
+    return (TileWalk){.u = block_start(total, t, threads), .end = block_start(total, t + 1, threads), .hw = v->hw,
+                      .nb = nb, .seg = seg};
+}
+
+/* The next piece of tw's share: rows [*start, *end) of the segment at channel offset *off; false when done. */
+static bool tiles_next(TileWalk *tw, int *off, int64_t *start, int64_t *end) {
+    if (tw->u >= tw->end) return false;
+    int64_t tile = tw->u / tw->hw, p = tw->u % tw->hw, i = tile / tw->nb, len = min64(tw->hw - p, tw->end - tw->u);
+    *off = (int)(tile % tw->nb) * tw->seg;
+    *start = i * tw->hw + p;
+    *end = *start + len;
+    tw->u += len;
+    return true;
+}
 
 /* The batch-norm loops over segments of channels are inlined into each caller, and SEG_DISPATCH calls them
  * with a constant 8 or 16 for the blocked layouts' segments, so those rows compile to fixed-width vector code
@@ -174,47 +182,89 @@ static PoolDesc pool_view(Backend *be, const PoolDesc *d) {
 
 /* ---------------------------------------------------------------- batch norm */
 
-/* Per-block sums over rows of channels [c0, c0+cn) of x [n, hw, c] (view v): s1 = sum (x - k), s2 = sum
- * (x - k)^2, shifted by k [cn] = the first row to keep the one-pass variance accurate. Runs of BN_RUN rows are
- * summed in float (vector-wide), then added into double; each channel's sums run in the same order in every
- * layout. part [blocks, 2, BN_CHUNK]. */
-/* The moments of bn_partial_moments for rows [start, end) of `groups` segments of seg channels from ch on (in
- * nChwBc, neighbouring blocks: independent sums the core overlaps); into s1, s2 [groups * seg]. */
-SEG_INLINE void moments_segment(int seg, const ActView *v, int ch, int groups, int64_t start, int64_t end,
-                                const float *x, const float *restrict k, double *restrict s1, double *restrict s2) {
-    int cn = groups * seg;
-    size_t gap = view_block_gap(v);
-    float f1[cn], f2[cn];
-    RowWalk w = walk_start(v, start, ch);
-    for (int64_t r0 = start; r0 < end; r0 += BN_RUN) {
-        for (int j = 0; j < cn; j++) f1[j] = f2[j] = 0;
-        for (int64_t r = r0; r < min64(r0 + BN_RUN, end); r++, walk_next(&w))
-            for (int g = 0; g < groups; g++) {
-                const float *xr = x + walk_at(&w) + g * gap, *kg = k + g * seg;
-                float *f1g = f1 + g * seg, *f2g = f2 + g * seg;
+/* What the batch-norm sums add up: the moments of x, or the gradient sums of dy, or of dy * (y > 0) after a
+ * ReLU whose output is y. The loops take it as a constant, one compiled loop each. */
+typedef enum { SUM_MOMENTS, SUM_GRADS, SUM_GRADS_RELU } SumKind;
+
+/* The gradient batch norm's backward sees at channel j of a row: dy, or with relu dy * (y > 0) as relu_backward
+ * computes it (dy is read in any case, so the loops vectorize without masked loads). */
+static inline float bn_grad_at(const float *restrict dy, const float *restrict y, bool relu, int j) {
+    float d = dy[j];
+    return relu ? (y[j] > 0 ? d : 0.0f) : d;
+}
+
+/* Adds one row of seg channels at offset at into the float sums f1, f2 [seg] of its run: the moments
+ * t = x - c, f1 += t, f2 += t * t; the gradient sums f1 += g, f2 += g * (x - c) with g = bn_grad_at. */
+SEG_INLINE void sum_row(int seg, SumKind kind, size_t at, const float *x, const float *dy, const float *y,
+                        const float *restrict c, float *restrict f1, float *restrict f2) {
+    const float *restrict xr = x + at;
+    if (kind == SUM_MOMENTS) {
 #pragma omp simd
-                for (int j = 0; j < seg; j++) {
-                    float t = xr[j] - kg[j];
-                    f1g[j] += t;
-                    f2g[j] += t * t;
-                }
-            }
+        for (int j = 0; j < seg; j++) {
+            float t = xr[j] - c[j];
+            f1[j] += t;
+            f2[j] += t * t;
+        }
+        return;
+    }
+    bool relu = kind == SUM_GRADS_RELU;
+    const float *restrict dr = dy + at, *restrict yr = relu ? y + at : NULL;
 #pragma omp simd
-        for (int j = 0; j < cn; j++) s1[j] += f1[j], s2[j] += f2[j];
+    for (int j = 0; j < seg; j++) {
+        float g = bn_grad_at(dr, yr, relu, j);
+        f1[j] += g;
+        f2[j] += g * (xr[j] - c[j]);
     }
 }
 
-static void bn_partial_moments(int blocks, int64_t rows, const ActView *v, int c0, int cn, const float *x,
-                               const float *k, double *part) {
-    int seg = view_segment(v, cn), per = seg_group(seg);
+/* The sums of sum_row over rows [a, b) (of one image) of the segment of seg channels at channel ch, in runs of
+ * BN_RUN rows counted from the block's first row `start`: a run is summed in float into f1, f2 [seg] and added
+ * into double s1, s2 [seg] when it ends (or the block does, at row `end`). A run can go on in the next image's
+ * tile, so every channel is summed in the same order in every layout. */
+SEG_INLINE void sums_tile(int seg, SumKind kind, const ActView *v, int ch, int64_t start, int64_t end, int64_t a,
+                          int64_t b, const float *x, const float *dy, const float *y, const float *restrict c,
+                          float *restrict f1, float *restrict f2, double *restrict s1, double *restrict s2) {
+    size_t at = view_offset(v, a, ch);
+    for (int64_t r = a; r < b;) {
+        for (int64_t stop = min64(b, r + BN_RUN - (r - start) % BN_RUN); r < stop; r++, at += (size_t)v->b)
+            sum_row(seg, kind, at, x, dy, y, c, f1, f2);
+        if ((r - start) % BN_RUN == 0 || r == end) {
+#pragma omp simd
+            for (int j = 0; j < seg; j++) {
+                s1[j] += f1[j], s2[j] += f2[j];
+                f1[j] = f2[j] = 0;
+            }
+        }
+    }
+}
+
+/* Per-block sums over rows of channels [c0, c0+cn) of x [n, hw, c] (view v), each block a contiguous share
+ * of the rows walked in memory order (image by image, segment by segment): with dy NULL the moments
+ * s1 = sum (x - c), s2 = sum (x - c)^2 shifted by c [cn] = the first row (keeps the one-pass variance
+ * accurate); else s1 = sum g, s2 = sum g * (x - c) with c = the mean and g = bn_grad_at(dy, y).
+ * part [blocks, 2, BN_CHUNK]. */
+static void bn_partial_sums(int blocks, int64_t rows, const ActView *v, int c0, int cn, const float *x,
+                            const float *dy, const float *y, const float *c, double *part) {
+    int seg = view_segment(v, cn);
 #pragma omp parallel for schedule(static) num_threads(blocks)
-    for (int b = 0; b < blocks; b++) {
-        double *restrict s1 = part + (size_t)b * 2 * BN_CHUNK, *restrict s2 = s1 + BN_CHUNK;
-        for (int j = 0; j < cn; j++) s1[j] = s2[j] = 0;
-        int64_t start = block_start(rows, b, blocks), end = block_start(rows, b + 1, blocks);
-        for (int q = 0; q < cn; q += per * seg) {
-            int groups = (int)min64(per, (cn - q) / seg);
-            SEG_DISPATCH(seg, moments_segment, v, c0 + q, groups, start, end, x, k + q, s1 + q, s2 + q);
+    for (int t = 0; t < blocks; t++) {
+        double *restrict s1 = part + (size_t)t * 2 * BN_CHUNK, *restrict s2 = s1 + BN_CHUNK;
+        float f1[cn], f2[cn];
+        for (int j = 0; j < cn; j++) s1[j] = s2[j] = 0, f1[j] = f2[j] = 0;
+        int64_t start = block_start(rows, t, blocks), end = block_start(rows, t + 1, blocks);
+        for (int64_t a = start, b; a < end; a = b) {
+            b = min64(end, (a / v->hw + 1) * v->hw);
+            for (int q = 0; q < cn; q += seg) {
+                if (!dy)
+                    SEG_DISPATCH(seg, sums_tile, SUM_MOMENTS, v, c0 + q, start, end, a, b, x, NULL, NULL, c + q,
+                                 f1 + q, f2 + q, s1 + q, s2 + q);
+                else if (!y)
+                    SEG_DISPATCH(seg, sums_tile, SUM_GRADS, v, c0 + q, start, end, a, b, x, dy, NULL, c + q, f1 + q,
+                                 f2 + q, s1 + q, s2 + q);
+                else
+                    SEG_DISPATCH(seg, sums_tile, SUM_GRADS_RELU, v, c0 + q, start, end, a, b, x, dy, y, c + q,
+                                 f1 + q, f2 + q, s1 + q, s2 + q);
+            }
         }
     }
 }
@@ -239,10 +289,9 @@ static void bn_stats_chunk(Backend *be, int64_t rows, const ActView *v, int c0, 
     float k[BN_CHUNK];
     int seg = view_segment(v, cn);
     for (int q = 0; q < cn; q += seg) {
-        RowWalk w = walk_start(v, 0, c0 + q);
-        for (int j = 0; j < seg; j++) k[q + j] = x[walk_at(&w) + j];
+        for (int j = 0; j < seg; j++) k[q + j] = x[view_offset(v, 0, c0 + q) + j];
     }
-    bn_partial_moments(be->threads, rows, v, c0, cn, x, k, part);
+    bn_partial_sums(be->threads, rows, v, c0, cn, x, NULL, NULL, k, part);
     for (int j = 0; j < cn; j++) {
         int ch = c0 + j;
         double s1, s2;
@@ -259,47 +308,42 @@ static void bn_stats_chunk(Backend *be, int64_t rows, const ActView *v, int c0, 
     }
 }
 
-/* y = ((x - mean) - mean_lo) * scale + shift on channels [c0, c0+cn) of x, y [n, hw, c] (view v), then with
- * relu y = max(y, 0) as relu_forward computes it; the per-channel arrays are [cn]. mean + mean_lo is the mean
- * to twice float precision: x - mean is exact for x near it. */
-/* bn_apply_chunk for rows [start, end) of `groups` segments of seg channels from ch on; the per-channel arrays
- * are [groups * seg]. */
-SEG_INLINE void apply_segment(int seg, const ActView *v, int ch, int groups, int64_t start, int64_t end,
-                              const float *x, const float *restrict mean, const float *restrict mean_lo,
+/* y = ((x - mean) - mean_lo) * scale + shift on rows [start, end) (of one image) of the segment of seg channels
+ * at channel ch of x, y [n, hw, c] (view v), then with relu y = max(y, 0) as relu_forward computes it; the
+ * per-channel arrays are [seg]. mean + mean_lo is the mean to twice float precision: x - mean is exact for x
+ * near it. */
+SEG_INLINE void apply_segment(int seg, const ActView *v, int ch, int64_t start, int64_t end, const float *x,
+                              const float *restrict mean, const float *restrict mean_lo,
                               const float *restrict scale, const float *restrict shift, bool relu, float *y) {
-    size_t gap = view_block_gap(v);
-    RowWalk w = walk_start(v, start, ch);
-    for (int64_t r = start; r < end; r++, walk_next(&w))
-        for (int g = 0; g < groups; g++) {
-            size_t at = walk_at(&w) + g * gap;
-            const float *xr = x + at, *m = mean + g * seg, *lo = mean_lo + g * seg, *sc = scale + g * seg;
-            const float *sh = shift + g * seg;
-            float *yr = y + at;
-            if (relu) {
+    size_t at = view_offset(v, start, ch);
+    for (int64_t r = start; r < end; r++, at += (size_t)v->b) {
+        const float *restrict xr = x + at;
+        float *restrict yr = y + at;
+        if (relu) {
 #pragma omp simd
-                for (int j = 0; j < seg; j++) {
-                    float o = ((xr[j] - m[j]) - lo[j]) * sc[j] + sh[j];
-                    yr[j] = o > 0 ? o : 0.0f;
-                }
-            } else {
-#pragma omp simd
-                for (int j = 0; j < seg; j++) yr[j] = ((xr[j] - m[j]) - lo[j]) * sc[j] + sh[j];
+            for (int j = 0; j < seg; j++) {
+                float o = ((xr[j] - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
+                yr[j] = o > 0 ? o : 0.0f;
             }
+        } else {
+#pragma omp simd
+            for (int j = 0; j < seg; j++) yr[j] = ((xr[j] - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
         }
+    }
 }
 
+/* apply_segment over channels [c0, c0+cn) of every row, in memory order; the per-channel arrays are [cn]. */
 static void bn_apply_chunk(int threads, int64_t rows, const ActView *v, int c0, int cn, const float *x,
                            const float *mean, const float *mean_lo, const float *scale, const float *shift,
                            bool relu, float *y) {
-    int seg = view_segment(v, cn), per = seg_group(seg);
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int t = 0; t < threads; t++) {
-        int64_t start = block_start(rows, t, threads), end = block_start(rows, t + 1, threads);
-        for (int q = 0; q < cn; q += per * seg) {
-            int groups = (int)min64(per, (cn - q) / seg);
-            SEG_DISPATCH(seg, apply_segment, v, c0 + q, groups, start, end, x, mean + q, mean_lo + q, scale + q,
-                         shift + q, relu, y);
-        }
+        TileWalk tw = tiles_start(v, rows, cn, t, threads);
+        int j;
+        int64_t start, end;
+        while (tiles_next(&tw, &j, &start, &end))
+            SEG_DISPATCH(tw.seg, apply_segment, v, c0 + j, start, end, x, mean + j, mean_lo + j, scale + j,
+                         shift + j, relu, y);
     }
 }
 
@@ -347,97 +391,38 @@ static void cpu_bn_forward_eval(Backend *be, int n, int64_t hw, int c, const flo
     }
 }
 
-/* The gradient batch norm's backward sees in a row: dy, or with a ReLU's output y, dy * (y > 0) as
- * relu_backward computes it; g [cn] receives it (two loops: each vectorizes). */
-static inline void bn_grad_row(const float *restrict dy, const float *restrict y, int cn, float *restrict g) {
-    if (y) {
-#pragma omp simd
-        for (int j = 0; j < cn; j++) g[j] = y[j] > 0 ? dy[j] : 0.0f;
-    } else {
-#pragma omp simd
-        for (int j = 0; j < cn; j++) g[j] = dy[j];
-    }
-}
-
-/* Per-block sums over rows of channels [c0, c0+cn) of view v: s1 = sum g, s2 = sum g * (x - mean) with
- * g = bn_grad_row, in runs of BN_RUN rows summed in float and added into double, in the same order in every
- * layout. part [blocks, 2, BN_CHUNK]. */
-/* The sums of bn_partial_grads for rows [start, end) of `groups` segments of seg channels from ch on; into
- * s1, s2 [groups * seg]. */
-SEG_INLINE void grads_segment(int seg, const ActView *v, int ch, int groups, int64_t start, int64_t end,
-                              const float *x, const float *dy, const float *y, const float *restrict mean,
-                              double *restrict s1, double *restrict s2) {
-    int cn = groups * seg;
-    size_t gap = view_block_gap(v);
-    float f1[cn], f2[cn], gr[seg];
-    RowWalk w = walk_start(v, start, ch);
-    for (int64_t r0 = start; r0 < end; r0 += BN_RUN) {
-        for (int j = 0; j < cn; j++) f1[j] = f2[j] = 0;
-        for (int64_t r = r0; r < min64(r0 + BN_RUN, end); r++, walk_next(&w))
-            for (int g = 0; g < groups; g++) {
-                size_t at = walk_at(&w) + g * gap;
-                const float *xr = x + at, *m = mean + g * seg;
-                float *f1g = f1 + g * seg, *f2g = f2 + g * seg;
-                bn_grad_row(dy + at, y ? y + at : NULL, seg, gr);
-#pragma omp simd
-                for (int j = 0; j < seg; j++) {
-                    f1g[j] += gr[j];
-                    f2g[j] += gr[j] * (xr[j] - m[j]);
-                }
-            }
-#pragma omp simd
-        for (int j = 0; j < cn; j++) s1[j] += f1[j], s2[j] += f2[j];
-    }
-}
-
-static void bn_partial_grads(int blocks, int64_t rows, const ActView *v, int c0, int cn, const float *x,
-                             const float *dy, const float *y, const float *mean, double *part) {
-    int seg = view_segment(v, cn), per = seg_group(seg);
-#pragma omp parallel for schedule(static) num_threads(blocks)
-    for (int b = 0; b < blocks; b++) {
-        double *restrict s1 = part + (size_t)b * 2 * BN_CHUNK, *restrict s2 = s1 + BN_CHUNK;
-        for (int j = 0; j < cn; j++) s1[j] = s2[j] = 0;
-        int64_t start = block_start(rows, b, blocks), end = block_start(rows, b + 1, blocks);
-        for (int q = 0; q < cn; q += per * seg) {
-            int groups = (int)min64(per, (cn - q) / seg);
-            SEG_DISPATCH(seg, grads_segment, v, c0 + q, groups, start, end, x, dy, y, mean + q, s1 + q, s2 + q);
-        }
-    }
-}
-
-/* dx = a * (g - b - (x - mean) * k) with g = bn_grad_row on channels [c0, c0+cn) of x, dy, y, dx (view v);
- * mean, a, b, k [cn]. */
-/* bn_backward_apply_chunk for rows [start, end) of `groups` segments of seg channels from ch on; the
- * per-channel arrays are [groups * seg]. */
-SEG_INLINE void backward_apply_segment(int seg, const ActView *v, int ch, int groups, int64_t start, int64_t end,
+/* dx = a * (g - b - (x - mean) * k) with g = bn_grad_at (dy * (y > 0) with relu) on rows [start, end) (of one
+ * image) of the segment of seg channels at channel ch of x, dy, y, dx (view v); mean, a, b, k [seg]. */
+SEG_INLINE void backward_apply_segment(int seg, bool relu, const ActView *v, int ch, int64_t start, int64_t end,
                                        const float *x, const float *dy, const float *y, const float *restrict mean,
                                        const float *restrict a, const float *restrict b, const float *restrict k,
                                        float *dx) {
-    size_t gap = view_block_gap(v);
-    float gr[seg];
-    RowWalk w = walk_start(v, start, ch);
-    for (int64_t r = start; r < end; r++, walk_next(&w))
-        for (int g = 0; g < groups; g++) {
-            size_t at = walk_at(&w) + g * gap;
-            const float *xr = x + at, *m = mean + g * seg, *ag = a + g * seg, *bg = b + g * seg, *kg = k + g * seg;
-            float *dr = dx + at;
-            bn_grad_row(dy + at, y ? y + at : NULL, seg, gr);
+    size_t at = view_offset(v, start, ch);
+    for (int64_t r = start; r < end; r++, at += (size_t)v->b) {
+        const float *restrict xr = x + at, *restrict dyr = dy + at, *restrict yr = relu ? y + at : NULL;
+        float *restrict dr = dx + at;
 #pragma omp simd
-            for (int j = 0; j < seg; j++) dr[j] = ag[j] * (gr[j] - bg[j] - (xr[j] - m[j]) * kg[j]);
-        }
+        for (int j = 0; j < seg; j++)
+            dr[j] = a[j] * (bn_grad_at(dyr, yr, relu, j) - b[j] - (xr[j] - mean[j]) * k[j]);
+    }
 }
 
+/* backward_apply_segment over channels [c0, c0+cn) of every row, in memory order; mean, a, b, k [cn]. */
 static void bn_backward_apply_chunk(int threads, int64_t rows, const ActView *v, int c0, int cn, const float *x,
                                     const float *dy, const float *y, const float *mean, const float *a,
                                     const float *b, const float *k, float *dx) {
-    int seg = view_segment(v, cn), per = seg_group(seg);
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int t = 0; t < threads; t++) {
-        int64_t start = block_start(rows, t, threads), end = block_start(rows, t + 1, threads);
-        for (int q = 0; q < cn; q += per * seg) {
-            int groups = (int)min64(per, (cn - q) / seg);
-            SEG_DISPATCH(seg, backward_apply_segment, v, c0 + q, groups, start, end, x, dy, y, mean + q, a + q,
-                         b + q, k + q, dx);
+        TileWalk tw = tiles_start(v, rows, cn, t, threads);
+        int j;
+        int64_t start, end;
+        while (tiles_next(&tw, &j, &start, &end)) {
+            if (y)
+                SEG_DISPATCH(tw.seg, backward_apply_segment, true, v, c0 + j, start, end, x, dy, y, mean + j, a + j,
+                             b + j, k + j, dx);
+            else
+                SEG_DISPATCH(tw.seg, backward_apply_segment, false, v, c0 + j, start, end, x, dy, NULL, mean + j,
+                             a + j, b + j, k + j, dx);
         }
     }
 }
@@ -452,7 +437,7 @@ static void bn_backward(Backend *be, int n, int64_t hw, int c, const float *x, c
     int64_t rows = (int64_t)n * hw;
     for (int c0 = 0; c0 < c; c0 += BN_CHUNK) {
         int cn = (int)min64(BN_CHUNK, c - c0);
-        bn_partial_grads(be->threads, rows, &v, c0, cn, x, dy, y, save_mean + c0, part);
+        bn_partial_sums(be->threads, rows, &v, c0, cn, x, dy, y, save_mean + c0, part);
         for (int j = 0; j < cn; j++) {
             int ch = c0 + j;
             double sdy, sdyx;
@@ -489,7 +474,10 @@ static void cpu_relu_forward(Backend *be, int64_t n, const float *x, float *y) {
 
 static void cpu_relu_backward(Backend *be, int64_t n, const float *y, const float *dy, float *dx) {
 #pragma omp parallel for simd schedule(static) num_threads(be->threads)
-    for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float d = dy[i]; /* read in any case: a conditional read compiles to slow masked loads */
+        dx[i] = y[i] > 0 ? d : 0.0f;
+    }
 }
 
 static void cpu_add(Backend *be, int64_t n, const float *a, const float *b, float *y) {
