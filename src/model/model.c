@@ -430,8 +430,41 @@ static void extend(Life *v, int t) {
     if (t > v->end) v->end = t;
 }
 
-/* Intervals of act [0, T) and grad [T, 2T) of the plan's tensors. */
-static void plan_lives(const Model *m, const Plan *p, Life *life) {
+/* How often layer l reads tensor t: as its input, and as its second input. */
+static int layer_reads(const Layer *l, int t) {
+    return (l->in == t) + ((l->kind == LAYER_ADD || l->kind == LAYER_CHANNEL_SCALE) && l->in2 == t);
+}
+
+/* Gradients that share a buffer: share[t] = the tensor whose gradient buffer t's gradient is, or -1. An ADD's
+ * backward hands one gradient to both inputs a and b; a's can be b's buffer (written once, no copy) when the
+ * ADD is a's only reader and, from the ADD's backward until a's producer has read a's gradient, nothing else
+ * writes b's: every other reader of b comes before a's producer. */
+static void plan_grad_share(const Model *m, const Plan *p, int *share) {
+    for (int t = 0; t < m->n_tensors; t++) share[t] = -1;
+    if (!p->train) return;
+    for (int i = 0; i < m->n_layers; i++) {
+        const Layer *l = &m->layers[i];
+        for (int k = 0; k < 2 && l->kind == LAYER_ADD; k++) {
+            int a = k ? l->in2 : l->in, b = k ? l->in : l->in2, pa = -1;
+            if (a <= 0 || b <= 0 || a == b || share[b] >= 0) continue;
+            for (int j = 0; j < m->n_layers; j++)
+                if (m->layers[j].out == a) pa = j;
+            if (pa < 0) continue;
+            int read_at = p->fuse[pa] == 2 ? pa - 1 : pa; /* a ReLU's gradient is read by the BN that runs it */
+            bool ok = true;
+            for (int j = 0; j < m->n_layers && ok; j++)
+                if (j != i && (layer_reads(&m->layers[j], a) || (layer_reads(&m->layers[j], b) && j >= read_at)))
+                    ok = false;
+            if (!ok) continue;
+            share[a] = b;
+            break;
+        }
+    }
+}
+
+/* Intervals of act [0, T) and grad [T, 2T) of the plan's tensors; a gradient shared with another tensor's
+ * (share, plan_grad_share) has no memory of its own and keeps that buffer alive for as long as it is used. */
+static void plan_lives(const Model *m, const Plan *p, const int *share, Life *life) {
     int T = m->n_tensors, L = m->n_layers, last = 2 * L + 1, out = model_output(m);
     for (int t = 0; t < 2 * T; t++) life[t] = (Life){.start = INT32_MAX, .end = -2};
     for (int t = 0; t < T; t++) life[t].bytes = life[T + t].bytes = tensor_numel(m, p, t) * sizeof(float);
@@ -467,6 +500,12 @@ static void plan_lives(const Model *m, const Plan *p, Life *life) {
         if (life[T + t].start == life[T + t].end) { /* read but never written: must stay zero, never shared */
             life[T + t].start = -1;
             life[T + t].end = last;
+        }
+    for (int t = 0; t < T; t++)
+        if (share[t] >= 0) {
+            extend(&life[T + share[t]], life[T + t].start);
+            extend(&life[T + share[t]], life[T + t].end);
+            life[T + t].bytes = 0;
         }
     if (!p->train)
         for (int t = 0; t < T; t++) life[T + t].bytes = 0;
@@ -518,13 +557,15 @@ static size_t plan_pool(Life *life, int n, int *order) {
 static int plan_layout(Model *m, Plan *p, Carver *c, Error *err) {
     int T = m->n_tensors;
     Life *life = malloc((size_t)2 * T * sizeof *life);
-    int *order = malloc((size_t)2 * T * sizeof *order);
-    if (!life || !order) {
+    int *order = malloc((size_t)2 * T * sizeof *order), *share = malloc((size_t)T * sizeof *share);
+    if (!life || !order || !share) {
         free(life);
         free(order);
+        free(share);
         return error_set(err, "out of memory");
     }
-    plan_lives(m, p, life);
+    plan_grad_share(m, p, share);
+    plan_lives(m, p, share, life);
     size_t pool_bytes = plan_pool(life, 2 * T, order);
     char *pool = carve(c, pool_bytes);
     size_t max_act = 0;
@@ -534,9 +575,12 @@ static int plan_layout(Model *m, Plan *p, Carver *c, Error *err) {
         p->act[t] = pool && life[t].bytes ? (float *)(pool + life[t].offset) : NULL;
         p->grad[t] = pool && life[T + t].bytes ? (float *)(pool + life[T + t].offset) : NULL;
     }
+    for (int t = 0; t < T; t++)
+        if (share[t] >= 0) p->grad[t] = p->grad[share[t]];
     p->pool_bytes = pool_bytes;
     free(life);
     free(order);
+    free(share);
     int64_t max_param = 0;
     for (int i = 0; i < m->n_params; i++)
         if (m->params[i].numel > max_param) max_param = m->params[i].numel;
@@ -569,9 +613,7 @@ static void plan_fuse(const Model *m, Plan *p) {
             continue;
         int readers = 0;
         for (int j = 0; j < m->n_layers; j++)
-            readers += (m->layers[j].in == l->out) + ((m->layers[j].kind == LAYER_ADD ||
-                                                       m->layers[j].kind == LAYER_CHANNEL_SCALE) &&
-                                                      m->layers[j].in2 == l->out);
+            readers += layer_reads(&m->layers[j], l->out);
         if (readers != 1) continue;
         p->fuse[i] = 1;
         p->fuse[i + 1] = 2;

@@ -251,6 +251,50 @@ static void test_plan_errors(void **state) {
     backend_destroy(be);
 }
 
+/* A residual ADD's two inputs share one gradient buffer (the ADD writes it once, no copy) in every block of a
+ * ResNet-50, identity and downsample alike; not when the second input is read again (by the first input's
+ * producer) after the ADD's backward, where sharing would change a gradient still to be read. */
+static void test_add_gradient_sharing(void **state) {
+    (void)state;
+    Error err;
+    Backend *be;
+    assert_int_equal(backend_create("ref", 1, &be, &err), 0);
+    ResnetOptions o = options("resnet50", 10);
+    o.width = 8;
+    Model m;
+    assert_int_equal(resnet_build(&o, 3, &m, &err), 0);
+    assert_int_equal(model_alloc(&m, be, &err), 0);
+    Plan *p;
+    assert_int_equal(plan_create(&m, 2, 32, 32, true, &p, &err), 0);
+    int adds = 0;
+    for (int i = 0; i < m.n_layers; i++) {
+        const Layer *l = &m.layers[i];
+        if (l->kind != LAYER_ADD) continue;
+        adds++;
+        assert_non_null(p->grad[l->in]);
+        assert_ptr_equal(p->grad[l->in], p->grad[l->in2]);
+    }
+    assert_int_equal(adds, 16);
+    plan_destroy(&m, p);
+    model_free(&m);
+
+    /* y = bn(conv(x)) + conv(x): the BN reads conv(x) after the ADD's backward */
+    Model h;
+    assert_int_equal(model_init(&h, 2, &err), 0);
+    int t1 = model_conv(&h, "conv", 0, 4, 3, 1, 1, &err);
+    int t2 = model_bn(&h, "bn", t1, &err);
+    int t3 = model_add(&h, t2, t1, &err);
+    assert_true(model_fc(&h, "fc", model_avgpool(&h, t3, &err), 3, &err) > 0);
+    assert_int_equal(model_alloc(&h, be, &err), 0);
+    assert_int_equal(plan_create(&h, 2, 4, 4, true, &p, &err), 0);
+    assert_non_null(p->grad[t1]);
+    assert_non_null(p->grad[t2]);
+    assert_ptr_not_equal(p->grad[t1], p->grad[t2]);
+    plan_destroy(&h, p);
+    model_free(&h);
+    backend_destroy(be);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_torchvision_state_dicts),
@@ -258,6 +302,7 @@ int main(void) {
         cmocka_unit_test(test_initializers),
         cmocka_unit_test(test_accumulation_and_eval),
         cmocka_unit_test(test_plan_errors),
+        cmocka_unit_test(test_add_gradient_sharing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
