@@ -3,9 +3,10 @@
  * The only file of ctrain that includes oneDNN. Activations stay in the caller's buffers, in the caller's
  * layout: nChwBc when the plan's block B divides the channel count, else NHWC (backend.h). A plan whose input
  * and output differ in layout (ResNet's stem: 3 channels in, 64 out), or whose blocked primitives would include
- * oneDNN's reference loops (the weight gradient of a 3x3 convolution on a 2x2 image, which only its GEMM
- * convolution takes, on NHWC), runs its primitives on NHWC and reorders the blocked side into and out of the
- * workspace. The weights are the caller's PyTorch OIHW, reordered into the layout each primitive asks for
+ * a kernel that oneDNN's GEMM convolution (offered on NHWC only) beats by far — its reference loops (the weight
+ * gradient of a 3x3 convolution on a 2x2 image) or a generic direct kernel on a 1x1 convolution (a strided one
+ * on an odd size, which the 1x1 kernel refuses) — runs its primitives on NHWC and reorders the blocked side into
+ * and out of the workspace. The weights are the caller's PyTorch OIHW, reordered into the layout each primitive asks for
  * (dnnl_format_tag_any) when the two differ, and diff weights are reordered back to OIHW. Everything is made
  * once per shape in cpu_conv_plan: primitives, reorders and memory objects without buffers. A call only points
  * the memory objects at its arguments (dnnl_memory_set_data_handle) and at the workspace the CpuConv shares
@@ -232,12 +233,15 @@ typedef enum { PASS_FORWARD, PASS_BACKWARD_DATA, PASS_BACKWARD_WEIGHTS } PassKin
  *   by 78% of the largest element; test_backend_ops holds the shape). Such layers are tiny, so any layer with
  *   stride > 1 and a channel count that is not a multiple of 16 (the widest block) avoids it.
  * 0 otherwise. */
+/* A 1x1 convolution on a generic direct kernel (rank 1 below). */
+static bool generic_1x1(const char *impl, const ConvDesc *d) { return d->k == 1 && strncmp(impl, "jit:", 4) == 0; }
+
 static int impl_rank(const char *impl, PassKind pass, const ConvDesc *d) {
     if (strncmp(impl, "ref", 3) == 0) return 2;
     if (pass == PASS_BACKWARD_WEIGHTS && d->k == 1 && d->stride > 1 && (d->cin % 16 != 0 || d->cout % 16 != 0) &&
         strncmp(impl, "jit_1x1", 7) == 0)
         return 3;
-    if (d->k == 1 && strncmp(impl, "jit:", 4) == 0) return 1;
+    if (generic_1x1(impl, d)) return 1;
     if (pass == PASS_BACKWARD_WEIGHTS && (d->k >= 7 || (d->k > 1 && d->cout >= 256)) && strcmp(impl, "jit:avx2") == 0)
         return 1;
     return 0;
@@ -428,8 +432,11 @@ static int plan_build(CpuConvPlan *p, int block, Error *err) {
     const ConvDesc *d = &p->d;
     bool nhwc = act_tag(d->cin, block) != act_tag(d->cout, block);
     int rc = plan_make(p, block, nhwc, err);
-    bool slow = false;
-    for (int pass = 0; rc == 0 && pass < 3; pass++) slow |= strncmp(cpu_conv_impl(p, pass), "ref", 3) == 0;
+    bool slow = false; /* ResNet-50's 11x11 -> 6x6 shortcut at 176 px: 198 ms per step blocked, 138 on NHWC */
+    for (int pass = 0; rc == 0 && pass < 3; pass++) {
+        const char *impl = cpu_conv_impl(p, pass);
+        slow |= strncmp(impl, "ref", 3) == 0 || generic_1x1(impl, d);
+    }
     if (slow && !nhwc) {
         plan_release(p);
         rc = plan_make(p, block, true, err);
