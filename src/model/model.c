@@ -430,10 +430,11 @@ static void extend(Life *v, int t) {
     if (t > v->end) v->end = t;
 }
 
+/* Whether layer l has a second input (in2). */
+static bool layer_has_in2(const Layer *l) { return l->kind == LAYER_ADD || l->kind == LAYER_CHANNEL_SCALE; }
+
 /* How often layer l reads tensor t: as its input, and as its second input. */
-static int layer_reads(const Layer *l, int t) {
-    return (l->in == t) + ((l->kind == LAYER_ADD || l->kind == LAYER_CHANNEL_SCALE) && l->in2 == t);
-}
+static int layer_reads(const Layer *l, int t) { return (l->in == t) + (layer_has_in2(l) && l->in2 == t); }
 
 /* Gradients that share a buffer: share[t] = the tensor whose gradient buffer t's gradient is, or -1. An ADD's
  * backward hands one gradient to both inputs a and b; a's can be b's buffer (written once, no copy) when the
@@ -483,7 +484,7 @@ static void plan_lives(const Model *m, const Plan *p, const int *share, Life *li
         if (p->fuse[i] == 1) life[l->out].bytes = life[T + l->out].bytes = 0;
         extend(&life[lo], i);
         extend(&life[l->in], i);
-        if (l->kind == LAYER_ADD || l->kind == LAYER_CHANNEL_SCALE) extend(&life[l->in2], i);
+        if (layer_has_in2(l)) extend(&life[l->in2], i);
         if (!p->train) continue;
         bool rin, rin2, rout;
         backward_reads(l, &rin, &rin2, &rout);
@@ -493,7 +494,7 @@ static void plan_lives(const Model *m, const Plan *p, const int *share, Life *li
         /* gradients: the output's is read by this layer's backward; its inputs' are written there */
         extend(&life[T + lo], 2 * L - i);
         if (l->in > 0) extend(&life[T + l->in], 2 * L - i);
-        if ((l->kind == LAYER_ADD || l->kind == LAYER_CHANNEL_SCALE) && l->in2 > 0) extend(&life[T + l->in2], 2 * L - i);
+        if (layer_has_in2(l) && l->in2 > 0) extend(&life[T + l->in2], 2 * L - i);
     }
     if (p->train) extend(&life[T + out], L); /* the loss writes the logits' gradient */
     for (int t = 1; t < T && p->train; t++)

@@ -6,8 +6,8 @@
  * a kernel that oneDNN's GEMM convolution (offered on NHWC only) beats by far — its reference loops (the weight
  * gradient of a 3x3 convolution on a 2x2 image) or a generic direct kernel on a 1x1 convolution (a strided one
  * on an odd size, which the 1x1 kernel refuses) — runs its primitives on NHWC and reorders the blocked side into
- * and out of the workspace. The weights are the caller's PyTorch OIHW, reordered into the layout each primitive asks for
- * (dnnl_format_tag_any) when the two differ, and diff weights are reordered back to OIHW. Everything is made
+ * and out of the workspace. The weights are the caller's PyTorch OIHW, reordered into the layout each primitive
+ * asks for (dnnl_format_tag_any) when the two differ, and diff weights are reordered back to OIHW. Everything is made
  * once per shape in cpu_conv_plan: primitives, reorders and memory objects without buffers. A call only points
  * the memory objects at its arguments (dnnl_memory_set_data_handle) and at the workspace the CpuConv shares
  * between its plans (oneDNN's scratchpads in user mode, and the weights in the primitives' layouts).
