@@ -22,6 +22,7 @@ static const struct {
     {"write_mode", FLAG_STRING, offsetof(CliArgs, write_mode)}, {"labels", FLAG_STRING, offsetof(CliArgs, labels)},
     {"precision", FLAG_STRING, offsetof(CliArgs, precision)},
     {"layout", FLAG_STRING, offsetof(CliArgs, layout)},
+    {"conv", FLAG_STRING, offsetof(CliArgs, conv)},
     {"threads", FLAG_INT, offsetof(CliArgs, threads)},       {"batch", FLAG_INT, offsetof(CliArgs, batch)},
     {"res", FLAG_INT, offsetof(CliArgs, res)},               {"steps", FLAG_INT, offsetof(CliArgs, steps)},
     {"warmup", FLAG_INT, offsetof(CliArgs, warmup)},         {"classes", FLAG_INT, offsetof(CliArgs, classes)},

@@ -27,6 +27,7 @@ typedef struct CliArgs {
     const char *labels;        /* --labels Y.npy (convert) */
     const char *precision;     /* --precision fp32|bf16 (bench) */
     const char *layout;        /* --layout blocked|nhwc (bench) */
+    const char *conv;          /* --conv winograd|direct|both (bench) */
     int batch, res, steps, warmup, classes, channels, width, top, size, epochs;
     int max_resolution, jpeg_quality, num_workers;
     double compress_probability;

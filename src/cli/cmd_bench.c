@@ -18,12 +18,12 @@
 
 static const char *const BENCH_FLAGS[] = {"model", "batch", "res", "steps", "warmup", "classes", "channels", "width",
                                           "device", "threads", "json", "loader", "num_workers", "epochs",
-                                          "precision", "profile", "layout", NULL};
+                                          "precision", "profile", "layout", "conv", NULL};
 
 static void bench_help(void) {
     printf("usage: ctrain bench [--model resnet50] [--batch 32] [--res 224] [--steps 5] [--warmup 1]\n"
            "                    [--classes 1000] [--channels 3] [--width W] [--device cpu|cuda] [--precision fp32|bf16]\n"
-           "                    [--layout blocked|nhwc|both]\n"
+           "                    [--layout blocked|nhwc|both] [--conv winograd|direct|both]\n"
            "                    [--threads N] [--profile] [--json]\n"
            "       ctrain bench --loader FILE.beton|FOLDER/train [--res 176] [--batch 64] [--num_workers N] [--epochs 2]\n"
            "                    [--json]\n\n"
@@ -32,6 +32,8 @@ static void bench_help(void) {
            "also the device and the peak device memory. --precision bf16: convolutions (and on a GPU the FC) in bf16.\n"
            "--layout nhwc: the cpu backend keeps every activation NHWC instead of its blocked layout; --layout both\n"
            "times the two in turn, step by step, in one process and prints the median ratio of the pairs.\n"
+           "--conv direct: the cpu backend runs every convolution on oneDNN, none by Winograd (3x3 stride-1 ones\n"
+           "with 32 to 256 channels by default); --conv both times the two like --layout both.\n"
            "--profile adds the time per layer kind, forward and backward, and of the loss and the optimizer\n"
            "(each layer waits for the device, so the step is a little slower than without it).\n"
            "With --loader, times the training input pipeline instead: read, decode, RandomResizedCrop to --res,\n"
@@ -151,40 +153,56 @@ static int bench_step(Model *m, Plan *p, Optimizer *opt, int batch, int classes,
     return 0;
 }
 
-/* `--layout both`: the same model, weights and input on two plans of one backend, blocked (be's layout) and
- * NHWC, timed step by step in turn (the first of each pair alternates) after warmup steps of each; prints the
- * median step of each and the median of the per-pair ratios, which a busy machine disturbs far less than two
- * separate runs. */
-static int bench_layouts(Model *m, Plan *p, const char *name, int batch, int res, int ch, int classes, int warmup,
-                         int steps, const float *x, const float *tgt, float *loss, Optimizer *opt, Error *err) {
+/* What `--layout both` and `--conv both` compare: be as given (first) against NHWC activations or against
+ * oneDNN for every convolution (second). */
+typedef enum PairKind { PAIR_LAYOUT, PAIR_CONV } PairKind;
+
+/* Sets be to the first (second false) or second variant of kind; block is be's own activation block. */
+static void pair_set(Backend *be, PairKind kind, bool second, int block) {
+    if (kind == PAIR_LAYOUT) be->act_block = second ? 0 : block;
+    else be->winograd = !second;
+}
+
+/* `--layout both` / `--conv both`: the same model, weights and input on two plans of one backend, made with
+ * the two variants of kind, timed step by step in turn (the first of each pair alternates) after warmup steps
+ * of each; prints the median step of each and the median of the per-pair ratios, which a busy machine
+ * disturbs far less than two separate runs. */
+static int bench_pair(Model *m, Plan *p, PairKind kind, const char *name, int batch, int res, int ch, int classes,
+                      int warmup, int steps, const float *x, const float *tgt, float *loss, Optimizer *opt,
+                      Error *err) {
     Backend *be = m->be;
     int block = be->act_block;
     Plan *q = NULL;
     double *t = calloc((size_t)steps * 2, sizeof *t), *ratio = calloc((size_t)steps, sizeof *ratio);
     int rc = t && ratio ? 0 : error_set(err, "out of memory");
-    be->act_block = 0;
+    pair_set(be, kind, true, block);
     if (rc == 0) rc = plan_create(m, batch, res, res, true, &q, err);
     if (rc == 0) rc = act_upload(be, q->act[0], x, batch, (int64_t)res * res, ch, err);
     for (int s = 0; rc == 0 && s < warmup + steps; s++)
         for (int k = 0; rc == 0 && k < 2; k++) {
-            int nhwc = (s + k) % 2; /* 0: blocked plan p, 1: NHWC plan q */
-            be->act_block = nhwc ? 0 : block;
+            int second = (s + k) % 2; /* 0: plan p, 1: plan q */
+            pair_set(be, kind, second, block);
             double t0 = report_now();
-            rc = bench_step(m, nhwc ? q : p, opt, batch, classes, tgt, loss, NULL, err);
+            rc = bench_step(m, second ? q : p, opt, batch, classes, tgt, loss, NULL, err);
             if (rc == 0) rc = be->ops->sync(be, err);
-            if (s >= warmup) t[2 * (s - warmup) + nhwc] = report_now() - t0;
+            if (s >= warmup) t[2 * (s - warmup) + second] = report_now() - t0;
         }
-    be->act_block = block;
+    pair_set(be, kind, false, block);
     if (rc == 0) {
         for (int s = 0; s < steps; s++) ratio[s] = t[2 * s] / t[2 * s + 1];
-        double r = report_median(ratio, steps), b, n;
+        double r = report_median(ratio, steps), a, b;
         for (int s = 0; s < steps; s++) ratio[s] = t[2 * s];
-        b = report_median(ratio, steps);
+        a = report_median(ratio, steps);
         for (int s = 0; s < steps; s++) ratio[s] = t[2 * s + 1];
-        n = report_median(ratio, steps);
-        printf("%s batch %d res %d threads %d: blocked (nChw%dc) %.1f ms/step, NHWC %.1f ms/step (medians of %d); "
-               "blocked / NHWC %.3f (median of the %d pairs)\n", name, batch, res, be->threads, block, b * 1e3,
-               n * 1e3, steps, r, steps);
+        b = report_median(ratio, steps);
+        if (kind == PAIR_LAYOUT)
+            printf("%s batch %d res %d threads %d: blocked (nChw%dc) %.1f ms/step, NHWC %.1f ms/step (medians of %d); "
+                   "blocked / NHWC %.3f (median of the %d pairs)\n", name, batch, res, be->threads, block, a * 1e3,
+                   b * 1e3, steps, r, steps);
+        else
+            printf("%s batch %d res %d threads %d: Winograd %.1f ms/step, direct (oneDNN) %.1f ms/step (medians of "
+                   "%d); Winograd / direct %.3f (median of the %d pairs)\n", name, batch, res, be->threads, a * 1e3,
+                   b * 1e3, steps, r, steps);
     }
     plan_destroy(m, q);
     free(t);
@@ -247,6 +265,18 @@ int cmd_bench(int argc, char **argv) {
         error_set(&err, "--layout blocked: the %s backend keeps activations NHWC", be->ops->name);
         goto fail;
     }
+    if (a.conv && strcmp(a.conv, "direct") == 0) {
+        be->winograd = false;
+    } else if (a.conv && strcmp(a.conv, "winograd") != 0 && strcmp(a.conv, "both") != 0) {
+        error_set(&err, "--conv %s: choose winograd, direct or both", a.conv);
+        goto fail;
+    } else if (a.conv && !be->winograd) {
+        error_set(&err, "--conv %s: the %s backend has no Winograd convolutions", a.conv, be->ops->name);
+        goto fail;
+    } else if (a.conv && a.layout && strcmp(a.conv, "both") == 0 && strcmp(a.layout, "both") == 0) {
+        error_set(&err, "--conv both and --layout both: compare one thing at a time");
+        goto fail;
+    }
     char about[256] = "";
     if (be->ops->describe) be->ops->describe(be, about, sizeof about);
     if (resnet_build(&o, ch, &m, &err) || model_alloc(&m, be, &err) || init_weights(&m, &o, 0, &err)) goto fail;
@@ -270,8 +300,11 @@ int cmd_bench(int argc, char **argv) {
     RegistryEntry sgd_entry = {.name = "sgd"};
     Choice choice = {.entry = &sgd_entry, .options = &so};
     if (optim_create(&opt, &choice, m.n_weights, be, &err)) goto fail;
-    if (a.layout && strcmp(a.layout, "both") == 0) {
-        if (bench_layouts(&m, p, model_name, batch, res, ch, classes, warmup, steps, x, tgt, loss, &opt, &err)) goto fail;
+    bool layouts = a.layout && strcmp(a.layout, "both") == 0, convs = a.conv && strcmp(a.conv, "both") == 0;
+    if (layouts || convs) {
+        if (bench_pair(&m, p, layouts ? PAIR_LAYOUT : PAIR_CONV, model_name, batch, res, ch, classes, warmup, steps, x,
+                       tgt, loss, &opt, &err))
+            goto fail;
         rc = 0;
         goto done;
     }

@@ -141,7 +141,8 @@ static const ConvCase CONV_CASES[] = {
     {3, 11, 9, 64, 16, 1, 2, 0}, {3, 9, 11, 6, 5, 3, 1, 3},  {3, 8, 8, 17, 5, 7, 2, 2},
     {6, 16, 16, 16, 32, 1, 2, 0}, {8, 16, 16, 4, 8, 1, 2, 0}, {5, 12, 12, 4, 8, 1, 2, 0},
     {2, 11, 11, 64, 128, 1, 2, 0}, {2, 7, 7, 24, 256, 3, 2, 1}, {2, 16, 16, 3, 16, 7, 2, 3},
-    {2, 6, 6, 16, 3, 3, 1, 1},   {2, 2, 2, 256, 256, 3, 1, 1},
+    {2, 6, 6, 16, 3, 3, 1, 1},   {2, 2, 2, 256, 256, 3, 1, 1}, {3, 9, 7, 32, 48, 3, 1, 1},
+    {2, 6, 5, 64, 32, 3, 1, 1},  {2, 1, 3, 32, 32, 3, 1, 1},
 };
 #define N_CONV (sizeof CONV_CASES / sizeof *CONV_CASES)
 
@@ -198,12 +199,16 @@ static void conv_run_nhwc(Backend *be, void *plan, const ConvDesc *d, const floa
     free(bx), free(bdy), free(by), free(bdx);
 }
 
-/* Every case on cpu (NHWC) and on blk (blocked layout, and mixed plans where one side is not blocked). */
+/* Every case on cpu (NHWC) and on blk (blocked layout, and mixed plans where one side is not blocked), with
+ * the 3x3 stride-1 cases of 32 to 256 channels on Winograd (winograd.c) and on oneDNN. */
 static void test_conv_matches_ref(void **state) {
     Backends *b = *state;
-    for (int layout = 0; layout < 2; layout++) {
+    for (int run = 0; run < 4; run++) {
+    int layout = run % 2;
     Backend *cpu = layout ? b->blk : b->cpu;
-    const char *what = layout ? "blocked " : "";
+    static const char *whats[4] = {"", "blocked ", "oneDNN ", "blocked oneDNN "};
+    const char *what = whats[run];
+    cpu->winograd = run < 2;
     Error err = {{0}};
     void *plans[N_CONV];
     /* All cpu plans first: later plans grow the workspace the earlier ones share. */
@@ -233,6 +238,7 @@ static void test_conv_matches_ref(void **state) {
     }
     for (size_t i = 0; i < N_CONV; i++) cpu->ops->conv_plan_free(cpu, plans[i]);
     cpu->ops->conv_plan_free(cpu, NULL);
+    cpu->winograd = true;
     }
 }
 
@@ -293,9 +299,9 @@ static void test_conv_bf16_matches_ref(void **state) {
     b->cpu->bf16 = false;
 }
 
-/* The implementations the CPU plan takes over oneDNN's first choice (cpu_conv.c, impl_rank): a strided 1x1
- * convolution on an odd input (ResNet-50's 11x11 -> 6x6 downsample at 176 px) does not run on the generic
- * direct kernel in any pass, the one shape that oneDNN 2.6.3's jit_1x1 backward weights gets wrong does not
+/* The implementations the CPU plan takes over oneDNN's first choice (cpu_conv.c, impl_rank), with Winograd
+ * off: a strided 1x1 convolution on an odd input (ResNet-50's 11x11 -> 6x6 downsample at 176 px) does not run
+ * on the generic direct kernel in any pass, the one shape that oneDNN 2.6.3's jit_1x1 backward weights gets wrong does not
  * use that kernel, and the backward weights of a 3x3 convolution with 256 output channels does not run on the
  * AVX2 direct kernel, while with 64 it does where oneDNN lists it first, and forward keeps oneDNN's choice; all
  * stay equal to the reference in test_conv_matches_ref. */
@@ -310,29 +316,29 @@ static void test_conv_impl_choice(void **state) {
     ConvDesc d;
     void *plan;
     conv_desc_of(&odd, &d);
-    assert_int_equal(cpu_conv_plan(cc, &d, false, 0, &plan, &err), 0);
+    assert_int_equal(cpu_conv_plan(cc, &d, false, 0, false, &plan, &err), 0);
     for (int pass = 0; pass < 3; pass++) {
         const char *impl = cpu_conv_impl(plan, pass);
         if (strncmp(impl, "jit:", 4) == 0) fail_msg("1x1 stride 2 on 11x11, pass %d runs %s", pass, impl);
     }
     cpu_conv_plan_free(plan);
     conv_desc_of(&bug, &d);
-    assert_int_equal(cpu_conv_plan(cc, &d, false, 0, &plan, &err), 0);
+    assert_int_equal(cpu_conv_plan(cc, &d, false, 0, false, &plan, &err), 0);
     if (strncmp(cpu_conv_impl(plan, 2), "jit_1x1", 7) == 0)
         fail_msg("backward weights of n5 12x12 4->8 s2 on jit_1x1");
     cpu_conv_plan_free(plan);
     /* oneDNN's own choice stands where its 1x1 kernel takes the shape */
     conv_desc_of(&even, &d);
-    assert_int_equal(cpu_conv_plan(cc, &d, false, 0, &plan, &err), 0);
+    assert_int_equal(cpu_conv_plan(cc, &d, false, 0, false, &plan, &err), 0);
     assert_int_equal(strncmp(cpu_conv_impl(plan, 0), "jit_1x1", 7), 0);
     cpu_conv_plan_free(plan);
     conv_desc_of(&k3, &d);
-    assert_int_equal(cpu_conv_plan(cc, &d, false, 0, &plan, &err), 0);
+    assert_int_equal(cpu_conv_plan(cc, &d, false, 0, false, &plan, &err), 0);
     if (strcmp(cpu_conv_impl(plan, 2), "jit:avx2") == 0) fail_msg("3x3 64->256 backward weights runs jit:avx2");
     assert_int_equal(strncmp(cpu_conv_impl(plan, 0), "jit:", 4), 0);
     cpu_conv_plan_free(plan);
     conv_desc_of(&k3_narrow, &d);
-    assert_int_equal(cpu_conv_plan(cc, &d, false, 0, &plan, &err), 0);
+    assert_int_equal(cpu_conv_plan(cc, &d, false, 0, false, &plan, &err), 0);
     if (strstr(cpu_conv_impl(plan, 0), "avx2"))
         assert_string_equal(cpu_conv_impl(plan, 2), "jit:avx2");
     cpu_conv_plan_free(plan);
@@ -344,12 +350,35 @@ static void test_conv_impl_choice(void **state) {
     const ConvCase blocked[] = {stem, odd, k3, k3_narrow, bug, tiny};
     for (size_t i = 0; i < sizeof blocked / sizeof *blocked; i++) {
         conv_desc_of(&blocked[i], &d);
-        assert_int_equal(cpu_conv_plan(cc, &d, false, cpu_conv_vector_block(), &plan, &err), 0);
+        assert_int_equal(cpu_conv_plan(cc, &d, false, cpu_conv_vector_block(), false, &plan, &err), 0);
         for (int pass = 0; pass < 3; pass++)
             if (strncmp(cpu_conv_impl(plan, pass), "ref", 3) == 0 ||
                 (blocked[i].k == 1 && strncmp(cpu_conv_impl(plan, pass), "jit:", 4) == 0))
                 fail_msg("blocked case %zu pass %d runs %s", i, pass, cpu_conv_impl(plan, pass));
         cpu_conv_plan_free(plan);
+    }
+    /* Winograd where asked for and chosen: 3x3 stride 1 with 32 to 256 channels, fp32, either layout; not
+     * with 16 or 512 channels, not strided, not in bf16 */
+    const ConvCase wino[] = {k3, k3_narrow, tiny, {2, 9, 7, 32, 48, 3, 1, 1}};
+    const ConvCase direct[] = {{2, 7, 7, 16, 16, 3, 1, 1}, {2, 7, 7, 512, 512, 3, 1, 1}, {2, 8, 8, 64, 64, 3, 2, 1}};
+    for (int block = 0; block <= cpu_conv_vector_block(); block += cpu_conv_vector_block()) {
+        for (size_t i = 0; i < sizeof wino / sizeof *wino; i++) {
+            conv_desc_of(&wino[i], &d);
+            assert_int_equal(cpu_conv_plan(cc, &d, false, block, true, &plan, &err), 0);
+            for (int pass = 0; pass < 3; pass++)
+                assert_string_equal(cpu_conv_impl(plan, pass), "winograd_f2x2_3x3:avx2");
+            cpu_conv_plan_free(plan);
+            if (!cpu_conv_bf16_native()) continue;
+            assert_int_equal(cpu_conv_plan(cc, &d, true, block, true, &plan, &err), 0);
+            assert_null(strstr(cpu_conv_impl(plan, 0), "winograd"));
+            cpu_conv_plan_free(plan);
+        }
+        for (size_t i = 0; i < sizeof direct / sizeof *direct; i++) {
+            conv_desc_of(&direct[i], &d);
+            assert_int_equal(cpu_conv_plan(cc, &d, false, block, true, &plan, &err), 0);
+            assert_null(strstr(cpu_conv_impl(plan, 0), "winograd"));
+            cpu_conv_plan_free(plan);
+        }
     }
     cpu_conv_destroy(cc);
 }

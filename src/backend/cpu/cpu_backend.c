@@ -95,7 +95,7 @@ static int cpu_sync(Backend *be, Error *err) { return 0; }
 /* ---------------------------------------------------------------- convolution (cpu_conv.c) */
 
 static int cpu_conv_plan_op(Backend *be, const ConvDesc *d, void **plan, Error *err) {
-    return cpu_conv_plan(impl_of(be)->conv, d, be->bf16, be->act_block, plan, err);
+    return cpu_conv_plan(impl_of(be)->conv, d, be->bf16, be->act_block, be->winograd, plan, err);
 }
 static void cpu_conv_plan_free_op(Backend *be, void *plan) { cpu_conv_plan_free(plan); }
 static int cpu_conv_forward_op(Backend *be, void *plan, const float *x, const float *w, float *y, Error *err) {
@@ -916,6 +916,7 @@ int cpu_backend_create(int threads, Backend **out, Error *err) {
     be->ops = &im->ops;
     be->threads = threads;
     be->act_block = cpu_conv_vector_block();
+    be->winograd = true;
     be->impl = im;
     im->bn_work = work;
     if (cpu_conv_create(threads, &im->conv, err) != 0) {

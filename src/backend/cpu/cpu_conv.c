@@ -26,6 +26,7 @@
 #include <oneapi/dnnl/dnnl_debug.h>
 
 #include "backend/cpu/cpu_conv.h"
+#include "backend/cpu/winograd.h"
 
 #define WORK_ALIGN 64
 
@@ -69,6 +70,8 @@ typedef struct CpuConvPlan {
     CpuConv *cc;
     ConvDesc d;
     bool bf16;
+    int wino_bx, wino_by;       /* > 0: the plan runs winograd.c, x and dx in blocks of wino_bx channels, y and dy
+                                 * of wino_by (see wino_chosen); no oneDNN objects then */
     ConvPass fwd, bwd_data, bwd_weights;
     ActCast x16, dy16;          /* inputs x and dy as the primitives read them (x16 and dy16 regions) */
     ActCast y_out, dx_out;      /* outputs of a plan on NHWC, written first to the dy16 and x16 regions */
@@ -382,9 +385,10 @@ static size_t plan_scratch_bytes(const CpuConvPlan *p) {
     return size_max(s, size_max(p->y_out.reorder.scratch_bytes, p->dx_out.reorder.scratch_bytes));
 }
 
-/* oneDNN's name of the implementation a pass of plan runs. */
+/* oneDNN's name of the implementation a pass of plan runs, or winograd.c's. */
 const char *cpu_conv_impl(const void *plan, int pass) {
     const CpuConvPlan *p = plan;
+    if (p->wino_bx) return "winograd_f2x2_3x3:avx2";
     const ConvPass *ps = pass == 0 ? &p->fwd : pass == 1 ? &p->bwd_data : &p->bwd_weights;
     const_dnnl_primitive_desc_t pd = NULL;
     const char *impl = "";
@@ -457,8 +461,20 @@ bool cpu_conv_bf16_native(void) {
     return (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
 }
 
+/* The block of an activation with c channels: block when it divides c, else c (NHWC). */
+static int block_of(int c, int block) { return block > 0 && c % block == 0 ? block : c; }
+
+/* True when a plan for d runs winograd.c: fp32, a shape it computes, 32 to 256 channels in and out. There its
+ * three passes measured 1.1-1.9x faster than oneDNN 2.6.3's AVX2 direct kernels on this project's machine
+ * (docs/performance.md); with 16 channels they were slower (the transforms outweigh the short GEMMs) and with
+ * 512 its weight gradient was (each thread's 16 MB dU). */
+static bool wino_chosen(const ConvDesc *d, bool bf16, int block) {
+    return !bf16 && wino_supported(d, block_of(d->cin, block), block_of(d->cout, block)) && d->cin >= 32 &&
+           d->cout >= 32 && d->cin <= 256 && d->cout <= 256;
+}
+
 /* Builds a plan on the backend's threads; on failure nothing is left allocated. */
-int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, void **plan, Error *err) {
+int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, bool winograd, void **plan, Error *err) {
     *plan = NULL;
     CpuConvPlan *p = calloc(1, sizeof *p);
     if (!p) return error_set(err, "out of memory planning a convolution");
@@ -466,7 +482,14 @@ int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, void **p
     p->d = *d;
     p->bf16 = bf16;
     int saved = threads_enter(cc);
-    int rc = plan_build(p, block, err);
+    int rc;
+    if (winograd && wino_chosen(d, bf16, block)) {
+        p->wino_bx = block_of(d->cin, block);
+        p->wino_by = block_of(d->cout, block);
+        rc = work_reserve(cc, wino_work_bytes(d, cc->threads), 0, 0, 0, d, err);
+    } else {
+        rc = plan_build(p, block, err);
+    }
     threads_leave(cc, saved);
     if (rc != 0) {
         cpu_conv_plan_free(p);
@@ -573,6 +596,10 @@ static int input_dy(CpuConvPlan *p, const float *dy, bool keep, const void **out
 /* y [n, oh, ow, cout] = conv(x [n, h, w, cin], w [cout, cin, k, k]) */
 int cpu_conv_forward(void *plan, const float *x, const float *w, float *y, Error *err) {
     CpuConvPlan *p = plan;
+    if (p->wino_bx) {
+        wino_forward(&p->d, p->wino_bx, p->wino_by, x, w, y, work_scratch(p->cc), p->cc->threads);
+        return 0;
+    }
     int saved = threads_enter(p->cc);
     const void *a;
     p->cc->dy16_plan = NULL;
@@ -587,6 +614,10 @@ int cpu_conv_forward(void *plan, const float *x, const float *w, float *y, Error
 /* dx [n, h, w, cin] from dy [n, oh, ow, cout] and w [cout, cin, k, k] */
 int cpu_conv_backward_data(void *plan, const float *dy, const float *w, float *dx, Error *err) {
     CpuConvPlan *p = plan;
+    if (p->wino_bx) {
+        wino_backward_data(&p->d, p->wino_bx, p->wino_by, dy, w, dx, work_scratch(p->cc), p->cc->threads);
+        return 0;
+    }
     int saved = threads_enter(p->cc);
     const void *a;
     int rc = input_dy(p, dy, true, &a, err);
@@ -602,6 +633,10 @@ int cpu_conv_backward_data(void *plan, const float *dy, const float *w, float *d
 /* dw [cout, cin, k, k] from x [n, h, w, cin] and dy [n, oh, ow, cout] */
 int cpu_conv_backward_weights(void *plan, const float *x, const float *dy, float *dw, Error *err) {
     CpuConvPlan *p = plan;
+    if (p->wino_bx) {
+        wino_backward_weights(&p->d, p->wino_bx, p->wino_by, x, dy, dw, work_scratch(p->cc), p->cc->threads);
+        return 0;
+    }
     int saved = threads_enter(p->cc);
     const void *a, *b;
     int rc = input_dy(p, dy, false, &b, err);
