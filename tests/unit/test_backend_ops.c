@@ -146,6 +146,10 @@ static const ConvCase CONV_CASES[] = {
 };
 #define N_CONV (sizeof CONV_CASES / sizeof *CONV_CASES)
 
+/* How much larger than a direct convolution's rounding error F(4x4, 3x3)'s may be (measured: up to about 4x
+ * on these cases; docs/performance.md). */
+#define WINO_F4_ERROR 8.0
+
 static void conv_desc_of(const ConvCase *c, ConvDesc *d) {
     Error err;
     assert_int_equal(conv_desc_init(d, c->n, c->h, c->w, c->cin, c->cout, c->k, c->stride, c->pad, &err), 0);
@@ -232,6 +236,9 @@ static void test_conv_matches_ref(void **state) {
         /* float sums of k*k*cin (forward), k*k*cout (data) or n*oh*ow (weights) terms of size <= 0.5: the
          * absolute error grows like the square root of the length */
         double atol = 5e-7 * sqrt((double)d.k * d.k * (d.cin + d.cout) + (double)d.n * d.oh * d.ow);
+        /* F(4x4, 3x3)'s transforms (coefficients up to 8 in A, 5 in B, 1/24 in G) amplify the rounding of the
+         * transformed values: allow WINO_F4_ERROR times the direct convolution's error */
+        if (strstr(cpu_conv_impl(plans[i], 0), "f4x4")) atol *= WINO_F4_ERROR;
         conv_compare(i, what, &d, y1, y0, dx1, dx0, dw1, dw0, atol, 1e-4);
         b->ref->ops->conv_plan_free(b->ref, rplan);
         free(x), free(w), free(dy), free(y0), free(dx0), free(dw0), free(y1), free(dx1), free(dw1);
@@ -365,8 +372,8 @@ static void test_conv_impl_choice(void **state) {
         for (size_t i = 0; i < sizeof wino / sizeof *wino; i++) {
             conv_desc_of(&wino[i], &d);
             assert_int_equal(cpu_conv_plan(cc, &d, false, block, true, &plan, &err), 0);
-            for (int pass = 0; pass < 3; pass++)
-                assert_string_equal(cpu_conv_impl(plan, pass), "winograd_f2x2_3x3:avx2");
+            const char *tile = d.cin <= 128 && d.cout <= 128 ? "winograd_f4x4_3x3:avx2" : "winograd_f2x2_3x3:avx2";
+            for (int pass = 0; pass < 3; pass++) assert_string_equal(cpu_conv_impl(plan, pass), tile);
             cpu_conv_plan_free(plan);
             if (!cpu_conv_bf16_native()) continue;
             assert_int_equal(cpu_conv_plan(cc, &d, true, block, true, &plan, &err), 0);

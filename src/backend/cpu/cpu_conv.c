@@ -70,8 +70,8 @@ typedef struct CpuConvPlan {
     CpuConv *cc;
     ConvDesc d;
     bool bf16;
-    int wino_bx, wino_by;       /* > 0: the plan runs winograd.c, x and dx in blocks of wino_bx channels, y and dy
-                                 * of wino_by (see wino_chosen); no oneDNN objects then */
+    int wino_m;                 /* > 0: the plan runs winograd.c with m x m output tiles (see wino_tile), x and dx */
+    int wino_bx, wino_by;       /* in blocks of wino_bx channels, y and dy of wino_by; no oneDNN objects then */
     ConvPass fwd, bwd_data, bwd_weights;
     ActCast x16, dy16;          /* inputs x and dy as the primitives read them (x16 and dy16 regions) */
     ActCast y_out, dx_out;      /* outputs of a plan on NHWC, written first to the dy16 and x16 regions */
@@ -388,7 +388,7 @@ static size_t plan_scratch_bytes(const CpuConvPlan *p) {
 /* oneDNN's name of the implementation a pass of plan runs, or winograd.c's. */
 const char *cpu_conv_impl(const void *plan, int pass) {
     const CpuConvPlan *p = plan;
-    if (p->wino_bx) return "winograd_f2x2_3x3:avx2";
+    if (p->wino_m) return p->wino_m == 4 ? "winograd_f4x4_3x3:avx2" : "winograd_f2x2_3x3:avx2";
     const ConvPass *ps = pass == 0 ? &p->fwd : pass == 1 ? &p->bwd_data : &p->bwd_weights;
     const_dnnl_primitive_desc_t pd = NULL;
     const char *impl = "";
@@ -464,13 +464,17 @@ bool cpu_conv_bf16_native(void) {
 /* The block of an activation with c channels: block when it divides c, else c (NHWC). */
 static int block_of(int c, int block) { return block > 0 && c % block == 0 ? block : c; }
 
-/* True when a plan for d runs winograd.c: fp32, a shape it computes, 32 to 256 channels in and out. There its
- * three passes measured 1.1-1.9x faster than oneDNN 2.6.3's AVX2 direct kernels on this project's machine
- * (docs/performance.md); with 16 channels they were slower (the transforms outweigh the short GEMMs) and with
- * 512 its weight gradient was (each thread's 16 MB dU). */
-static bool wino_chosen(const ConvDesc *d, bool bf16, int block) {
-    return !bf16 && wino_supported(d, block_of(d->cin, block), block_of(d->cout, block)) && d->cin >= 32 &&
-           d->cout >= 32 && d->cin <= 256 && d->cout <= 256;
+/* The output tile side m when a plan for d runs winograd.c, else 0: fp32, a shape it computes, 32 to 256
+ * channels in and out; m = 4 (F(4x4, 3x3)) up to 128 channels, m = 2 above. Measured on this project's
+ * machine (docs/performance.md): with 32 to 256 channels the three passes ran 1.1-2x faster than oneDNN
+ * 2.6.3's AVX2 direct kernels; with 16 they were level (the transforms outweigh the short GEMMs), with 512 the
+ * weight gradient was slower (each thread's dU is 16 MB); F(4x4) beat F(2x2) up to 128 channels and lost at
+ * 256 (its U, 36 * cin * cout floats, no longer stays in cache while a chunk of tiles passes). */
+static int wino_tile(const ConvDesc *d, bool bf16, int block) {
+    int m = d->cin <= 128 && d->cout <= 128 ? 4 : 2;
+    bool ok = !bf16 && wino_supported(d, m, block_of(d->cin, block), block_of(d->cout, block)) && d->cin >= 32 &&
+              d->cout >= 32 && d->cin <= 256 && d->cout <= 256;
+    return ok ? m : 0;
 }
 
 /* Builds a plan on the backend's threads; on failure nothing is left allocated. */
@@ -483,10 +487,11 @@ int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, bool win
     p->bf16 = bf16;
     int saved = threads_enter(cc);
     int rc;
-    if (winograd && wino_chosen(d, bf16, block)) {
+    if (winograd && wino_tile(d, bf16, block)) {
+        p->wino_m = wino_tile(d, bf16, block);
         p->wino_bx = block_of(d->cin, block);
         p->wino_by = block_of(d->cout, block);
-        rc = work_reserve(cc, wino_work_bytes(d, cc->threads), 0, 0, 0, d, err);
+        rc = work_reserve(cc, wino_work_bytes(d, p->wino_m, cc->threads), 0, 0, 0, d, err);
     } else {
         rc = plan_build(p, block, err);
     }
@@ -596,8 +601,8 @@ static int input_dy(CpuConvPlan *p, const float *dy, bool keep, const void **out
 /* y [n, oh, ow, cout] = conv(x [n, h, w, cin], w [cout, cin, k, k]) */
 int cpu_conv_forward(void *plan, const float *x, const float *w, float *y, Error *err) {
     CpuConvPlan *p = plan;
-    if (p->wino_bx) {
-        wino_forward(&p->d, p->wino_bx, p->wino_by, x, w, y, work_scratch(p->cc), p->cc->threads);
+    if (p->wino_m) {
+        wino_forward(&p->d, p->wino_m, p->wino_bx, p->wino_by, x, w, y, work_scratch(p->cc), p->cc->threads);
         return 0;
     }
     int saved = threads_enter(p->cc);
@@ -614,8 +619,9 @@ int cpu_conv_forward(void *plan, const float *x, const float *w, float *y, Error
 /* dx [n, h, w, cin] from dy [n, oh, ow, cout] and w [cout, cin, k, k] */
 int cpu_conv_backward_data(void *plan, const float *dy, const float *w, float *dx, Error *err) {
     CpuConvPlan *p = plan;
-    if (p->wino_bx) {
-        wino_backward_data(&p->d, p->wino_bx, p->wino_by, dy, w, dx, work_scratch(p->cc), p->cc->threads);
+    if (p->wino_m) {
+        wino_backward_data(&p->d, p->wino_m, p->wino_bx, p->wino_by, dy, w, dx, work_scratch(p->cc),
+                           p->cc->threads);
         return 0;
     }
     int saved = threads_enter(p->cc);
@@ -633,8 +639,9 @@ int cpu_conv_backward_data(void *plan, const float *dy, const float *w, float *d
 /* dw [cout, cin, k, k] from x [n, h, w, cin] and dy [n, oh, ow, cout] */
 int cpu_conv_backward_weights(void *plan, const float *x, const float *dy, float *dw, Error *err) {
     CpuConvPlan *p = plan;
-    if (p->wino_bx) {
-        wino_backward_weights(&p->d, p->wino_bx, p->wino_by, x, dy, dw, work_scratch(p->cc), p->cc->threads);
+    if (p->wino_m) {
+        wino_backward_weights(&p->d, p->wino_m, p->wino_bx, p->wino_by, x, dy, dw, work_scratch(p->cc),
+                              p->cc->threads);
         return 0;
     }
     int saved = threads_enter(p->cc);

@@ -1,12 +1,15 @@
-/* winograd.c — 3x3, stride 1, pad 1 convolutions by Winograd's F(2x2, 3x3) (see winograd.h for the maths).
+/* winograd.c — 3x3, stride 1, pad 1 convolutions by Winograd's F(2x2, 3x3) and F(4x4, 3x3) (see winograd.h).
  *
  * Work is split over threads by chunks of output tiles. A thread transforms its chunk's input tiles into
- * V [16][tiles][k] (one matrix per position xi of the 4x4 transformed tile), multiplies each V[xi] by the
- * transformed weights U[xi] [k][n] with an AVX2 register-blocked kernel (MR rows x NR columns) into
- * M [16][tiles][n], and transforms M back into output tiles; a chunk's V and M fit in the core's L2 cache.
- * Forward: k = cin, n = cout. Backward data: the same on dy with the flipped, transposed weights (k = cout,
- * n = cin). Backward weights: each thread sums V[xi]^T Z[xi] over its chunks into its own dU [16][cin][cout]
- * (Z = A dy A^T per tile); the threads' sums are added and transformed back, dw = G^T dU G. */
+ * V [P][tiles][k] (one matrix per position xi of the a x a transformed tile, P = a * a, a = m + 2 for m x m
+ * output tiles), multiplies each V[xi] by the transformed weights U[xi] [k][n] with an AVX2 register-blocked
+ * kernel (MR rows x NR columns) into M [P][tiles][n], and transforms M back into output tiles; a chunk's V and
+ * M fit in the core's L2 cache. Forward: k = cin, n = cout. Backward data: the same on dy with the flipped,
+ * transposed weights (k = cout, n = cin). Backward weights: each thread sums V[xi]^T Z[xi] over its chunks into
+ * its own dU [P][cin][cout] (Z = A dy A^T per tile); the threads' sums are added and transformed back,
+ * dw = G^T dU G. The activation transforms are written out per tile size (their coefficients are small
+ * integers, so the adds and FMAs are exact up to the usual float rounding); the weight transforms, a few
+ * operations per weight, run in double from the matrices below. */
 #include <immintrin.h>
 #include <omp.h>
 #include <string.h>
@@ -16,78 +19,111 @@
 #define MR 6                      /* GEMM kernel rows (tiles, or cin in backward weights) */
 #define NR 16                     /* GEMM kernel columns: two 8-float vectors */
 #define CHUNK_BYTES (448 * 1024)  /* V and M of one chunk */
-#define WEIGHTS_CHUNKS 4
+#define MIN_TILES 48              /* the fewest tiles per chunk (see chunk_tiles) */
+#define MIN_TILES_WEIGHTS 96
+#define A_MAX 6                   /* the largest transformed tile side */
 
-static int tiles_h(const ConvDesc *d) { return (d->h + 1) / 2; }
-static int tiles_w(const ConvDesc *d) { return (d->w + 1) / 2; }
-static int tiles_all(const ConvDesc *d) { return d->n * tiles_h(d) * tiles_w(d); }
+/* G of F(2x2, 3x3) (points 0, 1, -1, infinity) and of F(4x4, 3x3) (0, 1, -1, 2, -2, infinity): U = G g G^T. */
+static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+static const double G4[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
 
-/* Tiles per chunk: a multiple of MR whose V and M (k + n floats per tile and position) fit CHUNK_BYTES, or
- * WEIGHTS_CHUNKS times that in backward weights, where each chunk also reads and writes the thread's dU. */
-static int chunk_tiles(const ConvDesc *d, bool weights) {
-    size_t budget = CHUNK_BYTES * (weights ? WEIGHTS_CHUNKS : 1);
-    int t = (int)(budget / (16 * sizeof(float) * (size_t)(d->cin + d->cout))) / MR * MR;
-    return t < MR ? MR : t;
+/* The transformed tile's side a = m + 2 and its P = a * a positions for output tiles of m x m (2 or 4). */
+static int side(int m) { return m + 2; }
+static int positions(int m) { return side(m) * side(m); }
+
+static int tiles_h(const ConvDesc *d, int m) { return (d->h + m - 1) / m; }
+static int tiles_w(const ConvDesc *d, int m) { return (d->w + m - 1) / m; }
+static int tiles_all(const ConvDesc *d, int m) { return d->n * tiles_h(d, m) * tiles_w(d, m); }
+
+/* Tiles per chunk, a multiple of MR: as many as let V and M (k + n floats per tile and position) fit
+ * CHUNK_BYTES (the core's L2), but at least MIN_TILES (MIN_TILES_WEIGHTS in backward weights) so that each pass
+ * over U (or over the thread's dU) serves that many tiles, then V and M spill to L3; and no more than a
+ * thread's share of all tiles. */
+static int chunk_tiles(const ConvDesc *d, int m, bool weights, int threads) {
+    int t = (int)(CHUNK_BYTES / ((size_t)positions(m) * sizeof(float) * (size_t)(d->cin + d->cout)));
+    int least = weights ? MIN_TILES_WEIGHTS : MIN_TILES, share = (tiles_all(d, m) + threads - 1) / threads;
+    if (t < least) t = least;
+    if (t > share) t = share;
+    t = (t + MR - 1) / MR * MR;
+    return t;
 }
 
 /* True when d is a convolution this file computes (see winograd.h). */
-bool wino_supported(const ConvDesc *d, int bx, int by) {
-    return d->k == 3 && d->stride == 1 && d->pad == 1 && d->oh == d->h && d->ow == d->w && d->cin % 16 == 0 &&
-           d->cout % 16 == 0 && bx % 8 == 0 && by % 8 == 0 && d->cin % bx == 0 && d->cout % by == 0;
+bool wino_supported(const ConvDesc *d, int m, int bx, int by) {
+    return (m == 2 || m == 4) && d->k == 3 && d->stride == 1 && d->pad == 1 && d->oh == d->h && d->ow == d->w &&
+           d->cin % 16 == 0 && d->cout % 16 == 0 && bx % 8 == 0 && by % 8 == 0 && d->cin % bx == 0 &&
+           d->cout % by == 0;
 }
 
 /* Floats of one thread's buffers: a chunk's V and M, and a dU for backward weights. */
-static size_t thread_floats(const ConvDesc *d) {
-    return 16 * ((size_t)chunk_tiles(d, true) * (size_t)(d->cin + d->cout) + (size_t)d->cin * (size_t)d->cout);
+static size_t thread_floats(const ConvDesc *d, int m, int threads) {
+    return (size_t)positions(m) *
+           ((size_t)chunk_tiles(d, m, true, threads) * (size_t)(d->cin + d->cout) + (size_t)d->cin * (size_t)d->cout);
 }
 
 /* Bytes of workspace the three passes need at most: U, then each thread's buffers. */
-size_t wino_work_bytes(const ConvDesc *d, int threads) {
-    return sizeof(float) * (16 * (size_t)d->cin * (size_t)d->cout + (size_t)threads * thread_floats(d));
+size_t wino_work_bytes(const ConvDesc *d, int m, int threads) {
+    return sizeof(float) *
+           ((size_t)positions(m) * (size_t)d->cin * (size_t)d->cout + (size_t)threads * thread_floats(d, m, threads));
 }
 
-/* ---------------------------------------------------------------- transforms */
+/* ---------------------------------------------------------------- weight transforms */
 
-/* U = G g G^T of one 3x3 kernel g [3][3] into u[xi * xi_stride]. */
-static void weight_tile(const float g[9], float *u, size_t xi_stride) {
-    float t[4][3];
-    for (int j = 0; j < 3; j++) {
-        t[0][j] = g[j];
-        t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-        t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-        t[3][j] = g[6 + j];
-    }
-    for (int i = 0; i < 4; i++) {
-        u[(i * 4 + 0) * xi_stride] = t[i][0];
-        u[(i * 4 + 1) * xi_stride] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-        u[(i * 4 + 2) * xi_stride] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-        u[(i * 4 + 3) * xi_stride] = t[i][2];
-    }
+/* U = G g G^T of one 3x3 kernel g [3][3] into u[xi * xi_stride], G of a x 3. */
+static void weight_tile(const float g[9], int a, const double (*G)[3], float *u, size_t xi_stride) {
+    double t[A_MAX][3];
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < 3; j++) t[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++)
+            u[(size_t)(i * a + j) * xi_stride] = (float)(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
 }
 
-/* U [16][n/NR][k][NR] from w [cout][cin][3][3]: forward (k = cin, n = cout) or, with data, backward data
+/* U [P][n/NR][k][NR] from w [cout][cin][3][3]: forward (k = cin, n = cout) or, with data, backward data
  * (k = cout, n = cin, each kernel turned by 180 degrees). */
-static void weights_transform(const ConvDesc *d, const float *w, bool data, float *u, int threads) {
+static void weights_transform(const ConvDesc *d, int m, const float *w, bool data, float *u, int threads) {
     int k_all = data ? d->cout : d->cin, n_all = data ? d->cin : d->cout;
     size_t xi_stride = (size_t)k_all * n_all;
+    const double(*G)[3] = m == 4 ? G4 : G2;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int n = 0; n < n_all; n++) {
         for (int k = 0; k < k_all; k++) {
             const float *src = data ? w + ((size_t)k * d->cin + n) * 9 : w + ((size_t)n * d->cin + k) * 9;
             float g[9];
             for (int e = 0; e < 9; e++) g[e] = data ? src[8 - e] : src[e];
-            weight_tile(g, u + ((size_t)(n / NR) * k_all + k) * NR + n % NR, xi_stride);
+            weight_tile(g, side(m), G, u + ((size_t)(n / NR) * k_all + k) * NR + n % NR, xi_stride);
         }
     }
 }
 
-/* Where tile t lies: image i and its top-left output pixel (h0, w0). */
-static void tile_locate(const ConvDesc *d, int t, int *i, int *h0, int *w0) {
-    int per_image = tiles_h(d) * tiles_w(d), r = t % per_image;
-    *i = t / per_image;
-    *h0 = 2 * (r / tiles_w(d));
-    *w0 = 2 * (r % tiles_w(d));
+/* dw [cout][cin][3][3] = G^T dU G from dU [P][cin][cout]. */
+static void weights_untransform(const ConvDesc *d, int m, const float *du, float *dw, int threads) {
+    size_t xi_stride = (size_t)d->cin * d->cout;
+    int a = side(m);
+    const double(*G)[3] = m == 4 ? G4 : G2;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int co = 0; co < d->cout; co++) {
+        for (int ci = 0; ci < d->cin; ci++) {
+            const float *x = du + (size_t)ci * d->cout + co;
+            double s[3][A_MAX] = {{0}};
+            for (int i = 0; i < a; i++)
+                for (int j = 0; j < a; j++) {
+                    double v = x[(size_t)(i * a + j) * xi_stride];
+                    for (int r = 0; r < 3; r++) s[r][j] += G[i][r] * v;
+                }
+            float *o = dw + ((size_t)co * d->cin + ci) * 9;
+            for (int r = 0; r < 3; r++)
+                for (int c = 0; c < 3; c++) {
+                    double acc = 0;
+                    for (int j = 0; j < a; j++) acc += s[r][j] * G[j][c];
+                    o[r * 3 + c] = (float)acc;
+                }
+        }
+    }
 }
+
+/* ---------------------------------------------------------------- activation transforms */
 
 /* Walks the 8-channel groups of image i of an activation [n, c/b, h, w, b] at pixel (0, 0): p points at channel
  * c's group, group_next moves it to c + 8 without a division. */
@@ -108,12 +144,23 @@ static inline void group_next(GroupWalk *g) {
     if (g->within == g->b) g->within = 0, g->p += g->skip;
 }
 
-/* u = r B for one row r of 4 pixels (8 channels each) at p + off[j], zero where !in[j] (checked with edge). */
-static inline __attribute__((always_inline)) void tile_row(const float *p, const ptrdiff_t *off, const bool *in,
-                                                            bool edge, __m256 u[4]) {
-    __m256 r[4];
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++) r[j] = !edge || in[j] ? _mm256_loadu_ps(p + off[j]) : _mm256_setzero_ps();
+/* Offsets (in floats, from the image's pixel (0, 0)) and in-image flags of the rows x cols pixels from (h, w). */
+static void tile_pixels(const ConvDesc *d, int b, int h, int w, int rows, int cols, ptrdiff_t *off, bool *in) {
+    for (int k = 0; k < rows; k++)
+        for (int j = 0; j < cols; j++) {
+            in[k * cols + j] = h + k >= 0 && h + k < d->h && w + j >= 0 && w + j < d->w;
+            off[k * cols + j] = ((ptrdiff_t)(h + k) * d->w + w + j) * b;
+        }
+}
+
+static inline __m256 load_or_zero(const float *p, ptrdiff_t off, bool in, bool edge) {
+    return !edge || in ? _mm256_loadu_ps(p + off) : _mm256_setzero_ps();
+}
+
+/* ---- F(2x2, 3x3): B^T rows (1 0 -1 0) (0 1 1 0) (0 -1 1 0) (0 1 0 -1); A^T rows (1 1 1 0) (0 1 -1 -1) */
+
+/* u = B^T r for 4 values r (8 channels each). */
+static inline __attribute__((always_inline)) void bt4(const __m256 r[4], __m256 u[4]) {
     u[0] = _mm256_sub_ps(r[0], r[2]);
     u[1] = _mm256_add_ps(r[1], r[2]);
     u[2] = _mm256_sub_ps(r[2], r[1]);
@@ -123,65 +170,55 @@ static inline __attribute__((always_inline)) void tile_row(const float *p, const
 /* V = B^T x B of the 4x4 input tile at (h0 - 1, w0 - 1) of image i, zero outside, for all channels of x
  * [n, c/b, h, w, b]: v[xi * xi_stride + c]. edge: the tile may reach outside the image (a constant where
  * this is inlined; false lets the loads go unchecked). */
-static inline __attribute__((always_inline)) void input_tile_at(const ConvDesc *d, const float *x, int c_all, int b,
-                                                                 int i, int h0, int w0, float *v, size_t xi_stride,
-                                                                 bool edge) {
+static inline __attribute__((always_inline)) void input_tile2_at(const ConvDesc *d, const float *x, int c_all,
+                                                                  int b, int i, int h0, int w0, float *v,
+                                                                  size_t xi_stride, bool edge) {
     ptrdiff_t off[16];
     bool in[16];
-    for (int k = 0; k < 4; k++)
-        for (int j = 0; j < 4; j++) {
-            int h = h0 - 1 + k, w = w0 - 1 + j;
-            in[k * 4 + j] = h >= 0 && h < d->h && w >= 0 && w < d->w;
-            off[k * 4 + j] = ((ptrdiff_t)h * d->w + w) * b;
-        }
+    tile_pixels(d, b, h0 - 1, w0 - 1, 4, 4, off, in);
     GroupWalk g = group_walk(d, x, c_all, b, i);
     for (int c = 0; c < c_all; c += 8, group_next(&g)) {
-        /* u_k = (row k of the tile) B, then V's rows: u0 - u2, u1 + u2, u2 - u1, u1 - u3, in an order that
+        /* u_k = B^T (row k of the tile), then V's rows: u0 - u2, u1 + u2, u2 - u1, u1 - u3, in an order that
          * keeps at most three u live (twelve registers) */
-        __m256 u0[4], u1[4], u2[4];
+        __m256 r[4], u0[4], u1[4], u2[4];
         float *o = v + c;
-        tile_row(g.p, off + 4, in + 4, edge, u1);
-        tile_row(g.p, off + 8, in + 8, edge, u2);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) r[j] = load_or_zero(g.p, off[4 + j], in[4 + j], edge);
+        bt4(r, u1);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) r[j] = load_or_zero(g.p, off[8 + j], in[8 + j], edge);
+        bt4(r, u2);
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             _mm256_storeu_ps(o + (4 + j) * xi_stride, _mm256_add_ps(u1[j], u2[j]));
             _mm256_storeu_ps(o + (8 + j) * xi_stride, _mm256_sub_ps(u2[j], u1[j]));
         }
-        tile_row(g.p, off, in, edge, u0);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) r[j] = load_or_zero(g.p, off[j], in[j], edge);
+        bt4(r, u0);
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) _mm256_storeu_ps(o + j * xi_stride, _mm256_sub_ps(u0[j], u2[j]));
-        tile_row(g.p, off + 12, in + 12, edge, u0);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) r[j] = load_or_zero(g.p, off[12 + j], in[12 + j], edge);
+        bt4(r, u0);
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) _mm256_storeu_ps(o + (12 + j) * xi_stride, _mm256_sub_ps(u1[j], u0[j]));
     }
 }
 
-/* input_tile_at, with the bounds checks only for a tile that reaches outside the image. */
-static void input_tile(const ConvDesc *d, const float *x, int c_all, int b, int i, int h0, int w0, float *v,
-                       size_t xi_stride) {
-    if (h0 >= 1 && h0 + 2 < d->h && w0 >= 1 && w0 + 2 < d->w)
-        input_tile_at(d, x, c_all, b, i, h0, w0, v, xi_stride, false);
-    else
-        input_tile_at(d, x, c_all, b, i, h0, w0, v, xi_stride, true);
-}
-
 /* Z = A dy A^T of the 2x2 tile of dy [n, c/b, h, w, b] at (h0, w0) of image i, zero outside:
  * z[xi * xi_stride + c]. */
-static void grad_tile(const ConvDesc *d, const float *dy, int c_all, int b, int i, int h0, int w0, float *z,
-                      size_t xi_stride) {
+static void grad_tile2(const ConvDesc *d, const float *dy, int c_all, int b, int i, int h0, int w0, float *z,
+                       size_t xi_stride) {
     bool in[4];
     ptrdiff_t off[4];
-    for (int k = 0; k < 2; k++)
-        for (int j = 0; j < 2; j++) {
-            in[k * 2 + j] = h0 + k < d->h && w0 + j < d->w;
-            off[k * 2 + j] = ((ptrdiff_t)(h0 + k) * d->w + w0 + j) * b;
-        }
+    tile_pixels(d, b, h0, w0, 2, 2, off, in);
     __m256 zero = _mm256_setzero_ps();
     GroupWalk g = group_walk(d, dy, c_all, b, i);
     for (int c = 0; c < c_all; c += 8, group_next(&g)) {
         __m256 r[4], t[4][2];
 #pragma GCC unroll 4
-        for (int e = 0; e < 4; e++) r[e] = in[e] ? _mm256_loadu_ps(g.p + off[e]) : zero;
+        for (int e = 0; e < 4; e++) r[e] = load_or_zero(g.p, off[e], in[e], true);
 #pragma GCC unroll 2
         for (int j = 0; j < 2; j++) {
             t[0][j] = r[j];
@@ -202,15 +239,11 @@ static void grad_tile(const ConvDesc *d, const float *dy, int c_all, int b, int 
 
 /* y = A^T M A of one tile, m[xi * xi_stride + c], into the 2x2 output pixels at (h0, w0) of image i of
  * y [n, c/b, h, w, b] that lie inside the image. */
-static void output_tile(const ConvDesc *d, const float *m, size_t xi_stride, int c_all, int b, int i, int h0,
-                        int w0, float *y) {
+static void output_tile2(const ConvDesc *d, const float *m, size_t xi_stride, int c_all, int b, int i, int h0,
+                         int w0, float *y) {
     bool in[4];
     ptrdiff_t off[4];
-    for (int k = 0; k < 2; k++)
-        for (int j = 0; j < 2; j++) {
-            in[k * 2 + j] = h0 + k < d->h && w0 + j < d->w;
-            off[k * 2 + j] = ((ptrdiff_t)(h0 + k) * d->w + w0 + j) * b;
-        }
+    tile_pixels(d, b, h0, w0, 2, 2, off, in);
     GroupWalk g = group_walk(d, y, c_all, b, i);
     for (int c = 0; c < c_all; c += 8, group_next(&g)) {
         __m256 s[2][4];
@@ -233,29 +266,152 @@ static void output_tile(const ConvDesc *d, const float *m, size_t xi_stride, int
     }
 }
 
-/* dw [cout][cin][3][3] = G^T dU G from dU [16][cin][cout]. */
-static void weights_untransform(const ConvDesc *d, const float *du, float *dw, int threads) {
-    size_t xi_stride = (size_t)d->cin * d->cout;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int co = 0; co < d->cout; co++) {
-        for (int ci = 0; ci < d->cin; ci++) {
-            const float *x = du + (size_t)ci * d->cout + co;
-            float s[3][4];
-            for (int j = 0; j < 4; j++) {
-                float x0 = x[j * xi_stride], x1 = x[(4 + j) * xi_stride];
-                float x2 = x[(8 + j) * xi_stride], x3 = x[(12 + j) * xi_stride];
-                s[0][j] = x0 + 0.5f * (x1 + x2);
-                s[1][j] = 0.5f * (x1 - x2);
-                s[2][j] = 0.5f * (x1 + x2) + x3;
-            }
-            float *o = dw + ((size_t)co * d->cin + ci) * 9;
-            for (int r = 0; r < 3; r++) {
-                o[r * 3 + 0] = s[r][0] + 0.5f * (s[r][1] + s[r][2]);
-                o[r * 3 + 1] = 0.5f * (s[r][1] - s[r][2]);
-                o[r * 3 + 2] = 0.5f * (s[r][1] + s[r][2]) + s[r][3];
-            }
+/* ---- F(4x4, 3x3): B^T rows (4 0 -5 0 1 0) (0 -4 -4 1 1 0) (0 4 -4 -1 1 0) (0 -2 -1 2 1 0) (0 2 -1 -2 1 0)
+ * (0 4 0 -5 0 1); A^T rows (1 1 1 1 1 0) (0 1 -1 2 -2 0) (0 1 1 4 4 0) (0 1 -1 8 -8 1); A^T's transpose A
+ * maps a 4-vector y to (y0, y0+y1+y2+y3, y0-y1+y2-y3, y0+2y1+4y2+8y3, y0-2y1+4y2-8y3, y3). */
+
+/* u = B^T r for 6 values r. */
+static inline __attribute__((always_inline)) void bt6(const __m256 r[6], __m256 u[6]) {
+    const __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f), two = _mm256_set1_ps(2.0f);
+    __m256 t1 = _mm256_fnmadd_ps(four, r[2], r[4]), t2 = _mm256_fnmadd_ps(four, r[1], r[3]);
+    __m256 t3 = _mm256_sub_ps(r[4], r[2]), t4 = _mm256_mul_ps(two, _mm256_sub_ps(r[3], r[1]));
+    u[0] = _mm256_fmadd_ps(four, r[0], _mm256_fnmadd_ps(five, r[2], r[4]));
+    u[1] = _mm256_add_ps(t1, t2);
+    u[2] = _mm256_sub_ps(t1, t2);
+    u[3] = _mm256_add_ps(t3, t4);
+    u[4] = _mm256_sub_ps(t3, t4);
+    u[5] = _mm256_fmadd_ps(four, r[1], _mm256_fnmadd_ps(five, r[3], r[5]));
+}
+
+/* o = A^T s for 6 values s. */
+static inline __attribute__((always_inline)) void at6(const __m256 s[6], __m256 o[4]) {
+    const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f), eight = _mm256_set1_ps(8.0f);
+    __m256 s12 = _mm256_add_ps(s[1], s[2]), d12 = _mm256_sub_ps(s[1], s[2]);
+    __m256 s34 = _mm256_add_ps(s[3], s[4]), d34 = _mm256_sub_ps(s[3], s[4]);
+    o[0] = _mm256_add_ps(_mm256_add_ps(s[0], s12), s34);
+    o[1] = _mm256_fmadd_ps(two, d34, d12);
+    o[2] = _mm256_fmadd_ps(four, s34, s12);
+    o[3] = _mm256_add_ps(_mm256_fmadd_ps(eight, d34, d12), s[5]);
+}
+
+/* z = A y for 4 values y. */
+static inline __attribute__((always_inline)) void a6(const __m256 y[4], __m256 z[6]) {
+    const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f), eight = _mm256_set1_ps(8.0f);
+    __m256 e = _mm256_add_ps(y[0], y[2]), o = _mm256_add_ps(y[1], y[3]);
+    __m256 e2 = _mm256_fmadd_ps(four, y[2], y[0]), o2 = _mm256_fmadd_ps(eight, y[3], _mm256_mul_ps(two, y[1]));
+    z[0] = y[0];
+    z[1] = _mm256_add_ps(e, o);
+    z[2] = _mm256_sub_ps(e, o);
+    z[3] = _mm256_add_ps(e2, o2);
+    z[4] = _mm256_sub_ps(e2, o2);
+    z[5] = y[3];
+}
+
+/* input_tile2_at for F(4x4, 3x3): the 6x6 input tile at (h0 - 1, w0 - 1). The row transforms go through a
+ * 36-vector array on the stack (L1), the column transforms read it back. */
+static inline __attribute__((always_inline)) void input_tile4_at(const ConvDesc *d, const float *x, int c_all,
+                                                                  int b, int i, int h0, int w0, float *v,
+                                                                  size_t xi_stride, bool edge) {
+    ptrdiff_t off[36];
+    bool in[36];
+    tile_pixels(d, b, h0 - 1, w0 - 1, 6, 6, off, in);
+    GroupWalk g = group_walk(d, x, c_all, b, i);
+    for (int c = 0; c < c_all; c += 8, group_next(&g)) {
+        __m256 u[6][6], r[6], col[6];
+#pragma GCC unroll 6
+        for (int k = 0; k < 6; k++) {
+#pragma GCC unroll 6
+            for (int j = 0; j < 6; j++) r[j] = load_or_zero(g.p, off[k * 6 + j], in[k * 6 + j], edge);
+            bt6(r, u[k]);
+        }
+        float *o = v + c;
+#pragma GCC unroll 6
+        for (int j = 0; j < 6; j++) {
+#pragma GCC unroll 6
+            for (int k = 0; k < 6; k++) col[k] = u[k][j];
+            bt6(col, r);
+#pragma GCC unroll 6
+            for (int k = 0; k < 6; k++) _mm256_storeu_ps(o + (size_t)(k * 6 + j) * xi_stride, r[k]);
         }
     }
+}
+
+/* grad_tile2 for F(4x4, 3x3): Z = A dy A^T of the 4x4 tile of dy at (h0, w0). */
+static void grad_tile4(const ConvDesc *d, const float *dy, int c_all, int b, int i, int h0, int w0, float *z,
+                       size_t xi_stride) {
+    bool in[16];
+    ptrdiff_t off[16];
+    tile_pixels(d, b, h0, w0, 4, 4, off, in);
+    GroupWalk g = group_walk(d, dy, c_all, b, i);
+    for (int c = 0; c < c_all; c += 8, group_next(&g)) {
+        __m256 t[6][4], y[4], zz[6];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) y[k] = load_or_zero(g.p, off[k * 4 + j], in[k * 4 + j], true);
+            a6(y, zz);
+#pragma GCC unroll 6
+            for (int k = 0; k < 6; k++) t[k][j] = zz[k];
+        }
+        float *o = z + c;
+#pragma GCC unroll 6
+        for (int k = 0; k < 6; k++) {
+            a6(t[k], zz);
+#pragma GCC unroll 6
+            for (int j = 0; j < 6; j++) _mm256_storeu_ps(o + (size_t)(k * 6 + j) * xi_stride, zz[j]);
+        }
+    }
+}
+
+/* output_tile2 for F(4x4, 3x3): the 4x4 output pixels at (h0, w0) from the 6x6 M. */
+static void output_tile4(const ConvDesc *d, const float *m, size_t xi_stride, int c_all, int b, int i, int h0,
+                         int w0, float *y) {
+    bool in[16];
+    ptrdiff_t off[16];
+    tile_pixels(d, b, h0, w0, 4, 4, off, in);
+    GroupWalk g = group_walk(d, y, c_all, b, i);
+    for (int c = 0; c < c_all; c += 8, group_next(&g)) {
+        __m256 s[4][6], col[6], o4[4];
+#pragma GCC unroll 6
+        for (int j = 0; j < 6; j++) {
+#pragma GCC unroll 6
+            for (int k = 0; k < 6; k++) col[k] = _mm256_loadu_ps(m + (size_t)(k * 6 + j) * xi_stride + c);
+            at6(col, o4);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) s[k][j] = o4[k];
+        }
+        float *out = (float *)g.p;
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            at6(s[k], o4);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++)
+                if (in[k * 4 + j]) _mm256_storeu_ps(out + off[k * 4 + j], o4[j]);
+        }
+    }
+}
+
+/* ---- per tile, either size */
+
+/* The input transform of one tile (bounds checks only where the tile reaches outside the image). */
+static void input_tile(const ConvDesc *d, int m, const float *x, int c_all, int b, int i, int h0, int w0,
+                       float *v, size_t xi_stride) {
+    bool inside = h0 >= 1 && h0 + m + 1 <= d->h && w0 >= 1 && w0 + m + 1 <= d->w;
+    if (m == 4) {
+        if (inside) input_tile4_at(d, x, c_all, b, i, h0, w0, v, xi_stride, false);
+        else input_tile4_at(d, x, c_all, b, i, h0, w0, v, xi_stride, true);
+    } else {
+        if (inside) input_tile2_at(d, x, c_all, b, i, h0, w0, v, xi_stride, false);
+        else input_tile2_at(d, x, c_all, b, i, h0, w0, v, xi_stride, true);
+    }
+}
+
+/* Where tile t lies: image i and its top-left output pixel (h0, w0). */
+static void tile_locate(const ConvDesc *d, int m, int t, int *i, int *h0, int *w0) {
+    int per_image = tiles_h(d, m) * tiles_w(d, m), r = t % per_image;
+    *i = t / per_image;
+    *h0 = m * (r / tiles_w(d, m));
+    *w0 = m * (r % tiles_w(d, m));
 }
 
 /* ---------------------------------------------------------------- GEMM kernel */
@@ -303,94 +459,96 @@ static void gemm_rows(int rows, int kn, const float *a, ptrdiff_t a_rs, ptrdiff_
 /* ---------------------------------------------------------------- passes */
 
 /* out = conv(in) for forward (data false: in x, out y) or backward data (in dy, out dx) with U in work. */
-static void wino_product(const ConvDesc *d, int b_in, int b_out, const float *in, float *out, bool data,
+static void wino_product(const ConvDesc *d, int m, int b_in, int b_out, const float *in, float *out, bool data,
                          float *work, int threads) {
-    int k_all = data ? d->cout : d->cin, n_all = data ? d->cin : d->cout;
-    int tiles = tiles_all(d), chunk = chunk_tiles(d, false);
+    int k_all = data ? d->cout : d->cin, n_all = data ? d->cin : d->cout, P = positions(m);
+    int tiles = tiles_all(d, m), chunk = chunk_tiles(d, m, false, threads);
     int chunks = (tiles + chunk - 1) / chunk;
     const float *u = work;
     size_t u_xi = (size_t)k_all * n_all;
 #pragma omp parallel num_threads(threads)
     {
-        float *v = work + 16 * u_xi + (size_t)omp_get_thread_num() * thread_floats(d);
-        float *m = v + 16 * (size_t)chunk * k_all;
+        float *v = work + P * u_xi + (size_t)omp_get_thread_num() * thread_floats(d, m, threads);
+        float *mm = v + P * (size_t)chunk * k_all;
         size_t v_xi = (size_t)chunk * k_all, m_xi = (size_t)chunk * n_all;
 #pragma omp for schedule(static)
         for (int q = 0; q < chunks; q++) {
             int t0 = q * chunk, cnt = tiles - t0 < chunk ? tiles - t0 : chunk;
             for (int t = 0; t < cnt; t++) {
                 int i, h0, w0;
-                tile_locate(d, t0 + t, &i, &h0, &w0);
-                input_tile(d, in, k_all, b_in, i, h0, w0, v + (size_t)t * k_all, v_xi);
+                tile_locate(d, m, t0 + t, &i, &h0, &w0);
+                input_tile(d, m, in, k_all, b_in, i, h0, w0, v + (size_t)t * k_all, v_xi);
             }
-            for (int xi = 0; xi < 16; xi++)
+            for (int xi = 0; xi < P; xi++)
                 for (int nb = 0; nb < n_all / NR; nb++) {
                     const float *bp = u + xi * u_xi + (size_t)nb * k_all * NR;
                     for (int r = 0; r < cnt; r += MR)
                         gemm_rows(cnt - r < MR ? cnt - r : MR, k_all, v + xi * v_xi + (size_t)r * k_all, k_all, 1,
-                                  bp, NR, m + xi * m_xi + (size_t)r * n_all + nb * NR, n_all, false);
+                                  bp, NR, mm + xi * m_xi + (size_t)r * n_all + nb * NR, n_all, false);
                 }
             for (int t = 0; t < cnt; t++) {
                 int i, h0, w0;
-                tile_locate(d, t0 + t, &i, &h0, &w0);
-                output_tile(d, m + (size_t)t * n_all, m_xi, n_all, b_out, i, h0, w0, out);
+                tile_locate(d, m, t0 + t, &i, &h0, &w0);
+                if (m == 4) output_tile4(d, mm + (size_t)t * n_all, m_xi, n_all, b_out, i, h0, w0, out);
+                else output_tile2(d, mm + (size_t)t * n_all, m_xi, n_all, b_out, i, h0, w0, out);
             }
         }
     }
 }
 
 /* y [n, h, w, cout] = conv(x [n, h, w, cin], w [cout, cin, 3, 3]) */
-void wino_forward(const ConvDesc *d, int bx, int by, const float *x, const float *w, float *y, void *work,
+void wino_forward(const ConvDesc *d, int m, int bx, int by, const float *x, const float *w, float *y, void *work,
                   int threads) {
-    weights_transform(d, w, false, work, threads);
-    wino_product(d, bx, by, x, y, false, work, threads);
+    weights_transform(d, m, w, false, work, threads);
+    wino_product(d, m, bx, by, x, y, false, work, threads);
 }
 
 /* dx [n, h, w, cin] from dy [n, h, w, cout] and w [cout, cin, 3, 3] */
-void wino_backward_data(const ConvDesc *d, int bx, int by, const float *dy, const float *w, float *dx,
+void wino_backward_data(const ConvDesc *d, int m, int bx, int by, const float *dy, const float *w, float *dx,
                         void *work, int threads) {
-    weights_transform(d, w, true, work, threads);
-    wino_product(d, by, bx, dy, dx, true, work, threads);
+    weights_transform(d, m, w, true, work, threads);
+    wino_product(d, m, by, bx, dy, dx, true, work, threads);
 }
 
 /* dw [cout, cin, 3, 3] from x [n, h, w, cin] and dy [n, h, w, cout] */
-void wino_backward_weights(const ConvDesc *d, int bx, int by, const float *x, const float *dy, float *dw,
+void wino_backward_weights(const ConvDesc *d, int m, int bx, int by, const float *x, const float *dy, float *dw,
                            void *work, int threads) {
-    int tiles = tiles_all(d), chunk = chunk_tiles(d, true);
+    int tiles = tiles_all(d, m), chunk = chunk_tiles(d, m, true, threads), P = positions(m);
     int chunks = (tiles + chunk - 1) / chunk;
     size_t u_xi = (size_t)d->cin * d->cout, v_xi = (size_t)chunk * d->cin, z_xi = (size_t)chunk * d->cout;
-    float *base = (float *)work + 16 * u_xi;
+    float *base = (float *)work + P * u_xi;
 #pragma omp parallel num_threads(threads)
     {
-        float *v = base + (size_t)omp_get_thread_num() * thread_floats(d);
-        float *z = v + 16 * v_xi, *du = z + 16 * z_xi;
-        memset(du, 0, 16 * u_xi * sizeof(float));
+        float *v = base + (size_t)omp_get_thread_num() * thread_floats(d, m, threads);
+        float *z = v + P * v_xi, *du = z + P * z_xi;
+        memset(du, 0, P * u_xi * sizeof(float));
 #pragma omp for schedule(static)
         for (int q = 0; q < chunks; q++) {
             int t0 = q * chunk, cnt = tiles - t0 < chunk ? tiles - t0 : chunk;
             for (int t = 0; t < cnt; t++) {
                 int i, h0, w0;
-                tile_locate(d, t0 + t, &i, &h0, &w0);
-                input_tile(d, x, d->cin, bx, i, h0, w0, v + (size_t)t * d->cin, v_xi);
-                grad_tile(d, dy, d->cout, by, i, h0, w0, z + (size_t)t * d->cout, z_xi);
+                tile_locate(d, m, t0 + t, &i, &h0, &w0);
+                input_tile(d, m, x, d->cin, bx, i, h0, w0, v + (size_t)t * d->cin, v_xi);
+                if (m == 4) grad_tile4(d, dy, d->cout, by, i, h0, w0, z + (size_t)t * d->cout, z_xi);
+                else grad_tile2(d, dy, d->cout, by, i, h0, w0, z + (size_t)t * d->cout, z_xi);
             }
-            for (int xi = 0; xi < 16; xi++)
+            for (int xi = 0; xi < P; xi++)
                 for (int nb = 0; nb < d->cout / NR; nb++)
                     for (int r = 0; r < d->cin; r += MR)
                         gemm_rows(d->cin - r < MR ? d->cin - r : MR, cnt, v + xi * v_xi + r, 1, d->cin,
                                   z + xi * z_xi + nb * NR, d->cout, du + xi * u_xi + (size_t)r * d->cout + nb * NR,
                                   d->cout, true);
         }
-        /* dU of thread 0 += the others' (each thread adds its share of the rows) */
+        /* dU of thread 0 += the others' (each thread adds its share of the elements) */
 #pragma omp barrier
-        size_t all = 16 * u_xi;
+        size_t all = P * u_xi;
         int nt = omp_get_num_threads(), me = omp_get_thread_num();
         size_t lo = all * me / nt, hi = all * (me + 1) / nt;
-        float *du0 = base + 16 * v_xi + 16 * z_xi;
+        float *du0 = base + P * v_xi + P * z_xi;
         for (int o = 1; o < nt; o++) {
-            const float *dun = du0 + (size_t)o * thread_floats(d);
+            const float *dun = du0 + (size_t)o * thread_floats(d, m, threads);
             for (size_t e = lo; e < hi; e++) du0[e] += dun[e];
         }
     }
-    weights_untransform(d, base + 16 * v_xi + 16 * z_xi, dw, threads);
+    weights_untransform(d, m, base + P * v_xi + P * z_xi, dw, threads);
 }
