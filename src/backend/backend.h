@@ -192,9 +192,9 @@ struct Backend {
                     * everything else stays fp32. Only when ops->bf16; set before making plans. The cpu
                     * backend (ops->bf16 only on CPUs with AVX512_BF16 or AMX) does this for convolutions and
                     * keeps the FC, a fraction of a percent of the step, in fp32. */
-    bool winograd; /* cpu: 3x3 stride-1 fp32 convolutions with 32 to 256 channels in and out run Winograd's
-                    * F(2x2, 3x3) (src/backend/cpu/winograd.h) instead of oneDNN's direct kernels; equal up to
-                    * rounding. backend_create sets true on cpu (false elsewhere); a caller may set false before
+    bool winograd; /* cpu: 3x3 stride-1 fp32 convolutions with 32 to 512 channels in and out run Winograd's
+                    * F(4x4, 3x3) or F(2x2, 3x3) (src/backend/cpu/winograd.h) instead of oneDNN's direct kernels;
+                    * equal up to rounding. backend_create sets true on cpu (false elsewhere); a caller may set false before
                     * making plans. */
     void *impl;    /* the implementation's private state */
 };

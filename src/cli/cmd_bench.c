@@ -33,7 +33,7 @@ static void bench_help(void) {
            "--layout nhwc: the cpu backend keeps every activation NHWC instead of its blocked layout; --layout both\n"
            "times the two in turn, step by step, in one process and prints the median ratio of the pairs.\n"
            "--conv direct: the cpu backend runs every convolution on oneDNN, none by Winograd (3x3 stride-1 ones\n"
-           "with 32 to 256 channels by default); --conv both times the two like --layout both.\n"
+           "with 32 to 512 channels by default); --conv both times the two like --layout both.\n"
            "--profile adds the time per layer kind, forward and backward, and of the loss and the optimizer\n"
            "(each layer waits for the device, so the step is a little slower than without it).\n"
            "With --loader, times the training input pipeline instead: read, decode, RandomResizedCrop to --res,\n"

@@ -142,7 +142,7 @@ static const ConvCase CONV_CASES[] = {
     {6, 16, 16, 16, 32, 1, 2, 0}, {8, 16, 16, 4, 8, 1, 2, 0}, {5, 12, 12, 4, 8, 1, 2, 0},
     {2, 11, 11, 64, 128, 1, 2, 0}, {2, 7, 7, 24, 256, 3, 2, 1}, {2, 16, 16, 3, 16, 7, 2, 3},
     {2, 6, 6, 16, 3, 3, 1, 1},   {2, 2, 2, 256, 256, 3, 1, 1}, {3, 9, 7, 32, 48, 3, 1, 1},
-    {2, 6, 5, 64, 32, 3, 1, 1},  {2, 1, 3, 32, 32, 3, 1, 1},
+    {2, 6, 5, 64, 32, 3, 1, 1},  {2, 1, 3, 32, 32, 3, 1, 1}, {2, 3, 3, 512, 512, 3, 1, 1},
 };
 #define N_CONV (sizeof CONV_CASES / sizeof *CONV_CASES)
 
@@ -364,15 +364,15 @@ static void test_conv_impl_choice(void **state) {
                 fail_msg("blocked case %zu pass %d runs %s", i, pass, cpu_conv_impl(plan, pass));
         cpu_conv_plan_free(plan);
     }
-    /* Winograd where asked for and chosen: 3x3 stride 1 with 32 to 256 channels, fp32, either layout; not
-     * with 16 or 512 channels, not strided, not in bf16 */
-    const ConvCase wino[] = {k3, k3_narrow, tiny, {2, 9, 7, 32, 48, 3, 1, 1}};
-    const ConvCase direct[] = {{2, 7, 7, 16, 16, 3, 1, 1}, {2, 7, 7, 512, 512, 3, 1, 1}, {2, 8, 8, 64, 64, 3, 2, 1}};
+    /* Winograd where asked for and chosen: 3x3 stride 1 with 32 to 512 channels, fp32, either layout; not
+     * with 16 or 1024 channels, not strided, not in bf16 */
+    const ConvCase wino[] = {k3, k3_narrow, tiny, {2, 9, 7, 32, 48, 3, 1, 1}, {2, 3, 3, 512, 512, 3, 1, 1}};
+    const ConvCase direct[] = {{2, 7, 7, 16, 16, 3, 1, 1}, {2, 3, 3, 512, 1024, 3, 1, 1}, {2, 8, 8, 64, 64, 3, 2, 1}};
     for (int block = 0; block <= cpu_conv_vector_block(); block += cpu_conv_vector_block()) {
         for (size_t i = 0; i < sizeof wino / sizeof *wino; i++) {
             conv_desc_of(&wino[i], &d);
             assert_int_equal(cpu_conv_plan(cc, &d, false, block, true, &plan, &err), 0);
-            const char *tile = d.cin <= 128 && d.cout <= 128 ? "winograd_f4x4_3x3:avx2" : "winograd_f2x2_3x3:avx2";
+            const char *tile = d.cin <= 256 && d.cout <= 256 ? "winograd_f4x4_3x3:avx2" : "winograd_f2x2_3x3:avx2";
             for (int pass = 0; pass < 3; pass++) assert_string_equal(cpu_conv_impl(plan, pass), tile);
             cpu_conv_plan_free(plan);
             if (!cpu_conv_bf16_native()) continue;

@@ -464,16 +464,15 @@ bool cpu_conv_bf16_native(void) {
 /* The block of an activation with c channels: block when it divides c, else c (NHWC). */
 static int block_of(int c, int block) { return block > 0 && c % block == 0 ? block : c; }
 
-/* The output tile side m when a plan for d runs winograd.c, else 0: fp32, a shape it computes, 32 to 256
- * channels in and out; m = 4 (F(4x4, 3x3)) up to 128 channels, m = 2 above. Measured on this project's
- * machine (docs/performance.md): with 32 to 256 channels the three passes ran 1.1-2x faster than oneDNN
- * 2.6.3's AVX2 direct kernels; with 16 they were level (the transforms outweigh the short GEMMs), with 512 the
- * weight gradient was slower (each thread's dU is 16 MB); F(4x4) beat F(2x2) up to 128 channels and lost at
- * 256 (its U, 36 * cin * cout floats, no longer stays in cache while a chunk of tiles passes). */
+/* The output tile side m when a plan for d runs winograd.c, else 0: fp32, a shape it computes, 32 to 512
+ * channels in and out; m = 4 (F(4x4, 3x3)) up to 256 channels, m = 2 (F(2x2, 3x3)) with 512. Measured on this
+ * project's machine (docs/performance.md): with 32 to 512 channels the three passes ran faster than oneDNN
+ * 2.6.3's AVX2 direct kernels; with 16 they were level (the transforms outweigh the short GEMMs); F(4x4) beat
+ * F(2x2) up to 256 channels, and with 512 the two were level, so the smaller rounding error of F(2x2) decides. */
 static int wino_tile(const ConvDesc *d, bool bf16, int block) {
-    int m = d->cin <= 128 && d->cout <= 128 ? 4 : 2;
+    int m = d->cin <= 256 && d->cout <= 256 ? 4 : 2;
     bool ok = !bf16 && wino_supported(d, m, block_of(d->cin, block), block_of(d->cout, block)) && d->cin >= 32 &&
-              d->cout >= 32 && d->cin <= 256 && d->cout <= 256;
+              d->cout >= 32 && d->cin <= 512 && d->cout <= 512;
     return ok ? m : 0;
 }
 

@@ -8,8 +8,8 @@
  * transposed weights (k = cout, n = cin). Backward weights: each thread sums V[xi]^T Z[xi] over its chunks into
  * its own dU [P][cin][cout] (Z = A dy A^T per tile); the threads' sums are added and transformed back,
  * dw = G^T dU G. The activation transforms are written out per tile size (their coefficients are small
- * integers, so the adds and FMAs are exact up to the usual float rounding); the weight transforms, a few
- * operations per weight, run in double from the matrices below. */
+ * integers); the weight transforms, a few operations per weight, run from the G matrices below, 8 kernels
+ * per vector. */
 #include <immintrin.h>
 #include <omp.h>
 #include <string.h>
@@ -70,55 +70,79 @@ size_t wino_work_bytes(const ConvDesc *d, int m, int threads) {
 
 /* ---------------------------------------------------------------- weight transforms */
 
-/* U = G g G^T of one 3x3 kernel g [3][3] into u[xi * xi_stride], G of a x 3. */
-static void weight_tile(const float g[9], int a, const double (*G)[3], float *u, size_t xi_stride) {
-    double t[A_MAX][3];
-    for (int i = 0; i < a; i++)
-        for (int j = 0; j < 3; j++) t[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
-    for (int i = 0; i < a; i++)
-        for (int j = 0; j < a; j++)
-            u[(size_t)(i * a + j) * xi_stride] = (float)(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
+/* U = G g G^T for 8 kernels at once (lane l of g[e] holds element e of kernel l): u[xi] for xi < a * a. */
+static inline void weight_tile8(const __m256 g[9], int a, const double (*G)[3], __m256 *u) {
+    __m256 t[A_MAX][3];
+    for (int i = 0; i < a; i++) {
+        __m256 g0 = _mm256_set1_ps((float)G[i][0]), g1 = _mm256_set1_ps((float)G[i][1]);
+        __m256 g2 = _mm256_set1_ps((float)G[i][2]);
+        for (int j = 0; j < 3; j++)
+            t[i][j] = _mm256_fmadd_ps(g0, g[j], _mm256_fmadd_ps(g1, g[3 + j], _mm256_mul_ps(g2, g[6 + j])));
+    }
+    for (int j = 0; j < a; j++) {
+        __m256 g0 = _mm256_set1_ps((float)G[j][0]), g1 = _mm256_set1_ps((float)G[j][1]);
+        __m256 g2 = _mm256_set1_ps((float)G[j][2]);
+        for (int i = 0; i < a; i++)
+            u[i * a + j] = _mm256_fmadd_ps(t[i][0], g0, _mm256_fmadd_ps(t[i][1], g1, _mm256_mul_ps(t[i][2], g2)));
+    }
 }
 
 /* U [P][n/NR][k][NR] from w [cout][cin][3][3]: forward (k = cin, n = cout) or, with data, backward data
- * (k = cout, n = cin, each kernel turned by 180 degrees). */
+ * (k = cout, n = cin, each kernel turned by 180 degrees). Each step transforms the kernels of 8 consecutive n
+ * for one k and writes 8 consecutive floats of every position. */
 static void weights_transform(const ConvDesc *d, int m, const float *w, bool data, float *u, int threads) {
-    int k_all = data ? d->cout : d->cin, n_all = data ? d->cin : d->cout;
+    int k_all = data ? d->cout : d->cin, n_all = data ? d->cin : d->cout, a = side(m);
     size_t xi_stride = (size_t)k_all * n_all;
     const double(*G)[3] = m == 4 ? G4 : G2;
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int n = 0; n < n_all; n++) {
+    for (int n0 = 0; n0 < n_all; n0 += 8) {
         for (int k = 0; k < k_all; k++) {
-            const float *src = data ? w + ((size_t)k * d->cin + n) * 9 : w + ((size_t)n * d->cin + k) * 9;
-            float g[9];
-            for (int e = 0; e < 9; e++) g[e] = data ? src[8 - e] : src[e];
-            weight_tile(g, side(m), G, u + ((size_t)(n / NR) * k_all + k) * NR + n % NR, xi_stride);
+            float lanes[9][8];
+            for (int l = 0; l < 8; l++) {
+                int n = n0 + l;
+                const float *src = data ? w + ((size_t)k * d->cin + n) * 9 : w + ((size_t)n * d->cin + k) * 9;
+                for (int e = 0; e < 9; e++) lanes[e][l] = data ? src[8 - e] : src[e];
+            }
+            __m256 g[9], t[A_MAX * A_MAX];
+            for (int e = 0; e < 9; e++) g[e] = _mm256_loadu_ps(lanes[e]);
+            weight_tile8(g, a, G, t);
+            float *o = u + ((size_t)(n0 / NR) * k_all + k) * NR + n0 % NR;
+            for (int xi = 0; xi < a * a; xi++) _mm256_storeu_ps(o + xi * xi_stride, t[xi]);
         }
     }
 }
 
-/* dw [cout][cin][3][3] = G^T dU G from dU [P][cin][cout]. */
+/* dw [cout][cin][3][3] = G^T dU G from dU [P][cin][cout], 8 consecutive cout at a time. */
 static void weights_untransform(const ConvDesc *d, int m, const float *du, float *dw, int threads) {
     size_t xi_stride = (size_t)d->cin * d->cout;
     int a = side(m);
     const double(*G)[3] = m == 4 ? G4 : G2;
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int co = 0; co < d->cout; co++) {
+    for (int co0 = 0; co0 < d->cout; co0 += 8) {
         for (int ci = 0; ci < d->cin; ci++) {
-            const float *x = du + (size_t)ci * d->cout + co;
-            double s[3][A_MAX] = {{0}};
-            for (int i = 0; i < a; i++)
+            const float *x = du + (size_t)ci * d->cout + co0;
+            __m256 s[3][A_MAX];
+            for (int r = 0; r < 3; r++)
+                for (int j = 0; j < a; j++) s[r][j] = _mm256_setzero_ps();
+            for (int i = 0; i < a; i++) {
+                __m256 g[3] = {_mm256_set1_ps((float)G[i][0]), _mm256_set1_ps((float)G[i][1]),
+                               _mm256_set1_ps((float)G[i][2])};
                 for (int j = 0; j < a; j++) {
-                    double v = x[(size_t)(i * a + j) * xi_stride];
-                    for (int r = 0; r < 3; r++) s[r][j] += G[i][r] * v;
+                    __m256 v = _mm256_loadu_ps(x + (size_t)(i * a + j) * xi_stride);
+                    for (int r = 0; r < 3; r++) s[r][j] = _mm256_fmadd_ps(g[r], v, s[r][j]);
                 }
-            float *o = dw + ((size_t)co * d->cin + ci) * 9;
+            }
+            float lanes[9][8];
             for (int r = 0; r < 3; r++)
                 for (int c = 0; c < 3; c++) {
-                    double acc = 0;
-                    for (int j = 0; j < a; j++) acc += s[r][j] * G[j][c];
-                    o[r * 3 + c] = (float)acc;
+                    __m256 acc = _mm256_setzero_ps();
+                    for (int j = 0; j < a; j++) acc = _mm256_fmadd_ps(s[r][j], _mm256_set1_ps((float)G[j][c]), acc);
+                    _mm256_storeu_ps(lanes[r * 3 + c], acc);
                 }
+            for (int l = 0; l < 8; l++) {
+                float *o = dw + ((size_t)(co0 + l) * d->cin + ci) * 9;
+                for (int e = 0; e < 9; e++) o[e] = lanes[e][l];
+            }
         }
     }
 }
