@@ -1,15 +1,15 @@
 /* winograd.c — 3x3, stride 1, pad 1 convolutions by Winograd's F(2x2, 3x3) and F(4x4, 3x3) (see winograd.h).
  *
- * Work is split over threads by chunks of output tiles. A thread transforms its chunk's input tiles into
- * V [P][tiles][k] (one matrix per position xi of the a x a transformed tile, P = a * a, a = m + 2 for m x m
- * output tiles), multiplies each V[xi] by the transformed weights U[xi] [k][n] with an AVX2 register-blocked
- * kernel (MR rows x NR columns) into M [P][tiles][n], and transforms M back into output tiles; a chunk's V and
- * M fit in the core's L2 cache. Forward: k = cin, n = cout. Backward data: the same on dy with the flipped,
- * transposed weights (k = cout, n = cin). Backward weights: each thread sums V[xi]^T Z[xi] over its chunks into
- * its own dU [P][cin][cout] (Z = A dy A^T per tile); the threads' sums are added and transformed back,
- * dw = G^T dU G. The activation transforms are written out per tile size (their coefficients are small
- * integers); the weight transforms, a few operations per weight, run from the G matrices below, 8 kernels
- * per vector. */
+ * Each thread takes an equal share of the output tiles and works through it in chunks. For a chunk it
+ * transforms the input tiles into V [P][tiles][k] (one matrix per position xi of the a x a transformed tile,
+ * P = a * a, a = m + 2 for m x m output tiles), multiplies each V[xi] by the transformed weights U[xi] [k][n]
+ * with an AVX2 register-blocked kernel (MR rows x NR columns) into M [P][tiles][n], and transforms M back into
+ * output tiles; a chunk's V and M fit in the core's L2 cache where the layer allows. Forward: k = cin,
+ * n = cout. Backward data: the same on dy with the flipped, transposed weights (k = cout, n = cin). Backward
+ * weights: each thread sums V[xi]^T Z[xi] over its chunks into its own dU [P][cin][cout] (Z = A dy A^T per
+ * tile); the threads' sums are added and transformed back, dw = G^T dU G. The activation transforms are
+ * written out per tile size (their coefficients are small integers); the weight transforms, a few operations
+ * per weight, run from the G matrices below, 8 kernels per vector. */
 #include <immintrin.h>
 #include <omp.h>
 #include <string.h>
@@ -45,8 +45,14 @@ static int chunk_tiles(const ConvDesc *d, int m, bool weights, int threads) {
     int least = weights ? MIN_TILES_WEIGHTS : MIN_TILES, share = (tiles_all(d, m) + threads - 1) / threads;
     if (t < least) t = least;
     if (t > share) t = share;
-    t = (t + MR - 1) / MR * MR;
-    return t;
+    return (t + MR - 1) / MR * MR;
+}
+
+/* The tiles [*lo, *hi) of this thread: an equal share of all, in order. */
+static void thread_tiles(int tiles, int *lo, int *hi) {
+    int nt = omp_get_num_threads(), me = omp_get_thread_num();
+    *lo = (int)((long long)tiles * me / nt);
+    *hi = (int)((long long)tiles * (me + 1) / nt);
 }
 
 /* True when d is a convolution this file computes (see winograd.h). */
@@ -487,7 +493,6 @@ static void wino_product(const ConvDesc *d, int m, int b_in, int b_out, const fl
                          float *work, int threads) {
     int k_all = data ? d->cout : d->cin, n_all = data ? d->cin : d->cout, P = positions(m);
     int tiles = tiles_all(d, m), chunk = chunk_tiles(d, m, false, threads);
-    int chunks = (tiles + chunk - 1) / chunk;
     const float *u = work;
     size_t u_xi = (size_t)k_all * n_all;
 #pragma omp parallel num_threads(threads)
@@ -495,9 +500,10 @@ static void wino_product(const ConvDesc *d, int m, int b_in, int b_out, const fl
         float *v = work + P * u_xi + (size_t)omp_get_thread_num() * thread_floats(d, m, threads);
         float *mm = v + P * (size_t)chunk * k_all;
         size_t v_xi = (size_t)chunk * k_all, m_xi = (size_t)chunk * n_all;
-#pragma omp for schedule(static)
-        for (int q = 0; q < chunks; q++) {
-            int t0 = q * chunk, cnt = tiles - t0 < chunk ? tiles - t0 : chunk;
+        int lo, hi;
+        thread_tiles(tiles, &lo, &hi);
+        for (int t0 = lo; t0 < hi; t0 += chunk) {
+            int cnt = hi - t0 < chunk ? hi - t0 : chunk;
             for (int t = 0; t < cnt; t++) {
                 int i, h0, w0;
                 tile_locate(d, m, t0 + t, &i, &h0, &w0);
@@ -538,7 +544,6 @@ void wino_backward_data(const ConvDesc *d, int m, int bx, int by, const float *d
 void wino_backward_weights(const ConvDesc *d, int m, int bx, int by, const float *x, const float *dy, float *dw,
                            void *work, int threads) {
     int tiles = tiles_all(d, m), chunk = chunk_tiles(d, m, true, threads), P = positions(m);
-    int chunks = (tiles + chunk - 1) / chunk;
     size_t u_xi = (size_t)d->cin * d->cout, v_xi = (size_t)chunk * d->cin, z_xi = (size_t)chunk * d->cout;
     float *base = (float *)work + P * u_xi;
 #pragma omp parallel num_threads(threads)
@@ -546,9 +551,10 @@ void wino_backward_weights(const ConvDesc *d, int m, int bx, int by, const float
         float *v = base + (size_t)omp_get_thread_num() * thread_floats(d, m, threads);
         float *z = v + P * v_xi, *du = z + P * z_xi;
         memset(du, 0, P * u_xi * sizeof(float));
-#pragma omp for schedule(static)
-        for (int q = 0; q < chunks; q++) {
-            int t0 = q * chunk, cnt = tiles - t0 < chunk ? tiles - t0 : chunk;
+        int lo, hi;
+        thread_tiles(tiles, &lo, &hi);
+        for (int t0 = lo; t0 < hi; t0 += chunk) {
+            int cnt = hi - t0 < chunk ? hi - t0 : chunk;
             for (int t = 0; t < cnt; t++) {
                 int i, h0, w0;
                 tile_locate(d, m, t0 + t, &i, &h0, &w0);
@@ -567,11 +573,11 @@ void wino_backward_weights(const ConvDesc *d, int m, int bx, int by, const float
 #pragma omp barrier
         size_t all = P * u_xi;
         int nt = omp_get_num_threads(), me = omp_get_thread_num();
-        size_t lo = all * me / nt, hi = all * (me + 1) / nt;
+        size_t e0 = all * me / nt, e1 = all * (me + 1) / nt;
         float *du0 = base + P * v_xi + P * z_xi;
         for (int o = 1; o < nt; o++) {
             const float *dun = du0 + (size_t)o * thread_floats(d, m, threads);
-            for (size_t e = lo; e < hi; e++) du0[e] += dun[e];
+            for (size_t e = e0; e < e1; e++) du0[e] += dun[e];
         }
     }
     weights_untransform(d, m, base + P * v_xi + P * z_xi, dw, threads);
