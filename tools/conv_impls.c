@@ -1,5 +1,6 @@
 /* conv_impls.c — times every implementation oneDNN offers for one convolution shape (built as build/conv-impls),
- * to see which kernel a shape should take (docs/performance.md, "Convolution kernels layer by layer").
+ * and ctrain's Winograd convolutions where they apply, to see which kernel a shape should take
+ * (docs/performance.md, "Convolution kernels layer by layer" and "Winograd convolutions").
  *
  *   OMP_NUM_THREADS=2 conv-impls N H CIN COUT K STRIDE PAD [PASS [ROUNDS [both]]]
  *
@@ -11,7 +12,11 @@
  * milliseconds per call, GFLOP/s at the median, and the median of each round's time over the first's time in
  * the same round. With "both", every implementation is also made for the activation layout oneDNN prefers
  * (dnnl_format_tag_any: nChw8c on AVX2, nChw16c on AVX-512) besides ctrain's NHWC, all timed in the same rounds,
- * the names marked /nhwc or /blocked. Inputs are zeros: the kernels' time does not depend on the values. */
+ * the names marked /nhwc or /blocked. For a 3x3, stride-1, pad-1 shape with multiples of 16 channels the rows
+ * winograd_f2x2_3x3 and winograd_f4x4_3x3 (src/backend/cpu/winograd.c, on nChw8c activations, weights
+ * transformed in every call as in training) are timed in the same rounds, whatever ctrain's rule would pick
+ * (cpu_conv.c, wino_tile). Inputs are zeros: the kernels' time does not depend on the values. */
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +25,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 
+#include "backend/cpu/winograd.h"
 #include "train/report.h"
 
 #define MAX_IMPLS 16
@@ -38,14 +44,39 @@ static void check(dnnl_status_t st, const char *call) {
     exit(1);
 }
 
-/* One implementation of a pass, ready to run: its primitive and its arguments on zeroed buffers. */
+/* One implementation of a pass, ready to run: its primitive and its arguments on zeroed buffers, or (prim NULL)
+ * winograd.c's with m x m tiles on zeroed buffers a, b (the pass's activations in wino_*'s order) and w. */
 typedef struct Impl {
     char name[64];
     dnnl_primitive_t prim;
     dnnl_exec_arg_t args[4];
     int nargs;
+    int wino_m, pass;
+    ConvDesc d;
+    float *a, *b, *w;
+    void *work;
     double t[MAX_ROUNDS]; /* seconds per round */
 } Impl;
+
+/* winograd.c's convolution with m x m tiles for pass of d, on nChw8c activations. */
+static void wino_make(Impl *im, const ConvDesc *d, int m, int pass) {
+    memset(im, 0, sizeof *im);
+    snprintf(im->name, sizeof im->name, "winograd_f%dx%d_3x3:avx2/nChw8c", m, m);
+    im->wino_m = m;
+    im->pass = pass;
+    im->d = *d;
+    size_t nx = (size_t)d->n * d->h * d->w * d->cin, ny = (size_t)d->n * d->oh * d->ow * d->cout;
+    size_t bytes = (wino_work_bytes(d, m, omp_get_max_threads()) + 63) / 64 * 64;
+    im->a = calloc(pass == 1 ? ny : nx, sizeof(float));
+    im->b = calloc(pass == 1 ? nx : ny, sizeof(float));
+    im->w = calloc((size_t)d->cout * d->cin * 9, sizeof(float));
+    im->work = aligned_alloc(64, bytes);
+    if (!im->a || !im->b || !im->w || !im->work) {
+        fprintf(stderr, "conv-impls: out of memory\n");
+        exit(1);
+    }
+    memset(im->work, 0, bytes);
+}
 
 /* Makes the primitive of cand and zeroed buffers for its memories. */
 static void impl_make(Impl *im, dnnl_primitive_desc_t cand, int pass, dnnl_engine_t eng) {
@@ -73,6 +104,14 @@ static void impl_make(Impl *im, dnnl_primitive_desc_t cand, int pass, dnnl_engin
 /* Seconds one call of im takes. */
 static double impl_run(const Impl *im, dnnl_stream_t st) {
     double t0 = seconds_now();
+    if (im->wino_m) {
+        const ConvDesc *d = &im->d;
+        int m = im->wino_m, th = omp_get_max_threads();
+        if (im->pass == 0) wino_forward(d, m, 8, 8, im->a, im->w, im->b, im->work, th);
+        else if (im->pass == 1) wino_backward_data(d, m, 8, 8, im->a, im->w, im->b, im->work, th);
+        else wino_backward_weights(d, m, 8, 8, im->a, im->b, im->w, im->work, th);
+        return seconds_now() - t0;
+    }
     check(dnnl_primitive_execute(im->prim, st, im->nargs, im->args), "dnnl_primitive_execute");
     check(dnnl_stream_wait(st), "dnnl_stream_wait");
     return seconds_now() - t0;
@@ -80,7 +119,8 @@ static double impl_run(const Impl *im, dnnl_stream_t st) {
 
 static void impl_free(Impl *im) {
     for (int i = 0; i < im->nargs; i++) dnnl_memory_destroy(im->args[i].memory);
-    dnnl_primitive_destroy(im->prim);
+    if (im->prim) dnnl_primitive_destroy(im->prim);
+    free(im->a), free(im->b), free(im->w), free(im->work);
 }
 
 int main(int argc, char **argv) {
@@ -135,6 +175,7 @@ int main(int argc, char **argv) {
     static const char *names[3] = {"forward", "backward data", "backward weights"};
     for (int pass = first; pass <= last; pass++) {
         Impl impls[MAX_IMPLS];
+        memset(impls, 0, sizeof impls);
         int count = 0;
         for (int lay = 0; lay < layouts; lay++) {
             dnnl_primitive_desc_iterator_t it;
@@ -155,6 +196,12 @@ int main(int argc, char **argv) {
             } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
             dnnl_primitive_desc_iterator_destroy(it);
         }
+        ConvDesc d = {n, h, h, cin, cout, k, stride, pad, oh, oh};
+        for (int m = 2; m <= 4; m += 2)
+            if (count < MAX_IMPLS && wino_supported(&d, m, 8, 8)) {
+                wino_make(&impls[count], &d, m, pass);
+                impl_run(&impls[count++], st);
+            }
         for (int r = 0; r < rounds; r++)
             for (int i = 0; i < count; i++) impls[i].t[r] = impl_run(&impls[i], st);
         for (int i = 0; i < count; i++) {

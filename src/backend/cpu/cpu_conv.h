@@ -34,7 +34,8 @@ int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, bool win
 void cpu_conv_plan_free(void *plan);
 
 /* oneDNN's name of the implementation a pass of plan runs (pass 0 forward, 1 backward data, 2 backward
- * weights), e.g. "jit_1x1:avx2" or "x64:gemm:jit", or winograd.c's "winograd_f4x4_3x3:avx2" / "winograd_f2x2_3x3:avx2". */
+ * weights), e.g. "jit_1x1:avx2" or "x64:gemm:jit", or winograd.c's "winograd_f4x4_3x3:avx2" /
+ * "winograd_f2x2_3x3:avx2". */
 const char *cpu_conv_impl(const void *plan, int pass);
 
 /* y [n, oh, ow, cout] = conv(x [n, h, w, cin], w [cout, cin, k, k]) */
