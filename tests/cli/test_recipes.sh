@@ -36,7 +36,9 @@ else
   [ "$(losses "$T/bf16/metrics.jsonl")" = "$(losses "$T/baseline/metrics.jsonl")" ] ||
     fail "the bf16 fallback's losses differ from the fp32 run's"
 fi
-bar mild "$T/mild" 0.60
+# mild's 4 short epochs land at 0.68-0.74 over seeds 1-6, but a change of rounding alone (a layer moved between
+# convolution kernels) once moved the recipe's seed 17 from 0.71 to 0.60: the bar sits below that spread
+bar mild "$T/mild" 0.55
 bar medium "$T/medium" 0.60
 # progressive resizing: 16 px (scale 0.5) in the first epoch, the full 28 px in the last
 grep '"event":"batch"' "$T/mild/metrics.jsonl" | head -1 | grep -q '"res":16' || fail "mild's first batch is not 16 px"

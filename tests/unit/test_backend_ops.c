@@ -13,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_conv.h"
+#include "backend/cpu/winograd.h"
 #include "testutil.h"
 
 #define CPU_THREADS 2
@@ -249,6 +250,43 @@ static void test_conv_matches_ref(void **state) {
     }
 }
 
+/* winograd.c itself against the reference, F(2x2) and F(4x4) on NHWC, on the shapes that cpu_conv.c's rule
+ * may give to oneDNN on some machines (1 to 9 pixels per side, partial tiles, 512 channels). */
+static void test_winograd_matches_ref(void **state) {
+    Backends *b = *state;
+    static const ConvCase cases[] = {{2, 3, 3, 512, 512, 3, 1, 1}, {2, 1, 3, 32, 32, 3, 1, 1},
+                                     {2, 2, 2, 256, 256, 3, 1, 1}, {3, 9, 7, 32, 48, 3, 1, 1},
+                                     {2, 6, 5, 64, 32, 3, 1, 1}};
+    Error err = {{0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ConvDesc d;
+        conv_desc_of(&cases[i], &d);
+        size_t nx = (size_t)d.n * d.h * d.w * d.cin, ny = (size_t)d.n * d.oh * d.ow * d.cout;
+        size_t nw = (size_t)d.cout * d.cin * 9;
+        float *x = frand(nx, -1, 1, 500 + i), *w = frand(nw, -0.5f, 0.5f, 600 + i), *dy = frand(ny, -1, 1, 700 + i);
+        float *y0 = fz(ny), *dx0 = fz(nx), *dw0 = fz(nw), *y1 = fz(ny), *dx1 = fz(nx), *dw1 = fz(nw);
+        void *rplan;
+        assert_int_equal(b->ref->ops->conv_plan(b->ref, &d, &rplan, &err), 0);
+        conv_run(b->ref, rplan, x, w, dy, y0, dx0, dw0);
+        for (int m = 2; m <= 4; m += 2) {
+            assert_true(wino_supported(&d, m, d.cin, d.cout));
+            size_t bytes = (wino_work_bytes(&d, m, CPU_THREADS) + 63) / 64 * 64;
+            void *work = aligned_alloc(64, bytes);
+            assert_non_null(work);
+            wino_forward(&d, m, d.cin, d.cout, x, w, y1, work, CPU_THREADS);
+            wino_backward_data(&d, m, d.cin, d.cout, dy, w, dx1, work, CPU_THREADS);
+            wino_backward_weights(&d, m, d.cin, d.cout, x, dy, dw1, work, CPU_THREADS);
+            double atol = 5e-7 * sqrt(9.0 * (d.cin + d.cout) + (double)d.n * d.oh * d.ow);
+            if (m == 4) atol *= WINO_F4_ERROR;
+            conv_compare(i, m == 2 ? "winograd.c F(2x2) " : "winograd.c F(4x4) ", &d, y1, y0, dx1, dx0, dw1, dw0,
+                         atol, 1e-4);
+            free(work);
+        }
+        b->ref->ops->conv_plan_free(b->ref, rplan);
+        free(x), free(w), free(dy), free(y0), free(dx0), free(dw0), free(y1), free(dx1), free(dw1);
+    }
+}
+
 /* x rounded to the nearest bf16, ties to even (what oneDNN's fp32 -> bf16 reorder does). */
 static float *bf16_round(const float *x, size_t n) {
     float *r = fz(n);
@@ -308,10 +346,11 @@ static void test_conv_bf16_matches_ref(void **state) {
 
 /* The implementations the CPU plan takes over oneDNN's first choice (cpu_conv.c, impl_rank), with Winograd
  * off: a strided 1x1 convolution on an odd input (ResNet-50's 11x11 -> 6x6 downsample at 176 px) does not run
- * on the generic direct kernel in any pass, the one shape that oneDNN 2.6.3's jit_1x1 backward weights gets wrong does not
- * use that kernel, and the backward weights of a 3x3 convolution with 256 output channels does not run on the
- * AVX2 direct kernel, while with 64 it does where oneDNN lists it first, and forward keeps oneDNN's choice; all
- * stay equal to the reference in test_conv_matches_ref. */
+ * on the generic direct kernel in any pass, the one shape that oneDNN 2.6.3's jit_1x1 backward weights gets
+ * wrong does not use that kernel, and the backward weights of a 3x3 convolution with 256 output channels does
+ * not run on the AVX2 direct kernel, while with 64 it does where oneDNN lists it first, and forward keeps
+ * oneDNN's choice; with Winograd on, the 3x3 stride-1 layers of 32 to 512 channels run winograd.c with the tile
+ * size of cpu_conv.c's rule. All stay equal to the reference in test_conv_matches_ref. */
 static void test_conv_impl_choice(void **state) {
     (void)state;
     Error err = {{0}};
@@ -337,12 +376,13 @@ static void test_conv_impl_choice(void **state) {
     /* oneDNN's own choice stands where its 1x1 kernel takes the shape */
     conv_desc_of(&even, &d);
     assert_int_equal(cpu_conv_plan(cc, &d, false, 0, false, &plan, &err), 0);
-    assert_int_equal(strncmp(cpu_conv_impl(plan, 0), "jit_1x1", 7), 0);
+    assert_non_null(strstr(cpu_conv_impl(plan, 0), "1x1")); /* jit_1x1 or, on AVX-512, brgconv_1x1 */
     cpu_conv_plan_free(plan);
     conv_desc_of(&k3, &d);
     assert_int_equal(cpu_conv_plan(cc, &d, false, 0, false, &plan, &err), 0);
     if (strcmp(cpu_conv_impl(plan, 2), "jit:avx2") == 0) fail_msg("3x3 64->256 backward weights runs jit:avx2");
-    assert_int_equal(strncmp(cpu_conv_impl(plan, 0), "jit:", 4), 0);
+    const char *fwd = cpu_conv_impl(plan, 0); /* oneDNN's direct kernel: jit, or brgconv on AVX-512 */
+    assert_true(strncmp(fwd, "jit:", 4) == 0 || strncmp(fwd, "brgconv:", 8) == 0);
     cpu_conv_plan_free(plan);
     conv_desc_of(&k3_narrow, &d);
     assert_int_equal(cpu_conv_plan(cc, &d, false, 0, false, &plan, &err), 0);
@@ -365,14 +405,21 @@ static void test_conv_impl_choice(void **state) {
         cpu_conv_plan_free(plan);
     }
     /* Winograd where asked for and chosen: 3x3 stride 1 with 32 to 512 channels, fp32, either layout; not
-     * with 16 or 1024 channels, not strided, not in bf16 */
-    const ConvCase wino[] = {k3, k3_narrow, tiny, {2, 9, 7, 32, 48, 3, 1, 1}, {2, 3, 3, 512, 512, 3, 1, 1}};
-    const ConvCase direct[] = {{2, 7, 7, 16, 16, 3, 1, 1}, {2, 3, 3, 512, 1024, 3, 1, 1}, {2, 8, 8, 64, 64, 3, 2, 1}};
+     * with 16 or 1024 channels, not strided, not in bf16. The tile: F(4x4) up to 256 channels; at 512, F(2x2)
+     * on AVX2 and F(4x4) on AVX-512. On AVX-512, not where the output has a single 4x4 tile per image. */
+    bool avx512 = cpu_conv_vector_block() == 16;
+    const ConvCase big = {2, 8, 8, 512, 512, 3, 1, 1}, small512 = {2, 3, 3, 512, 512, 3, 1, 1};
+    const ConvCase wino[] = {k3, k3_narrow, {2, 9, 7, 32, 48, 3, 1, 1}, big, tiny, small512};
+    const size_t n_wino = avx512 ? 4 : 6; /* the last two are direct on AVX-512 */
+    const ConvCase direct[] = {{2, 7, 7, 16, 16, 3, 1, 1}, {2, 3, 3, 512, 1024, 3, 1, 1}, {2, 8, 8, 64, 64, 3, 2, 1},
+                               tiny, small512};
+    const size_t n_direct = avx512 ? 5 : 3;
     for (int block = 0; block <= cpu_conv_vector_block(); block += cpu_conv_vector_block()) {
-        for (size_t i = 0; i < sizeof wino / sizeof *wino; i++) {
+        for (size_t i = 0; i < n_wino; i++) {
             conv_desc_of(&wino[i], &d);
             assert_int_equal(cpu_conv_plan(cc, &d, false, block, true, &plan, &err), 0);
-            const char *tile = d.cin <= 256 && d.cout <= 256 ? "winograd_f4x4_3x3:avx2" : "winograd_f2x2_3x3:avx2";
+            const char *tile = (d.cin <= 256 && d.cout <= 256) || avx512 ? "winograd_f4x4_3x3:avx2"
+                                                                          : "winograd_f2x2_3x3:avx2";
             for (int pass = 0; pass < 3; pass++) assert_string_equal(cpu_conv_impl(plan, pass), tile);
             cpu_conv_plan_free(plan);
             if (!cpu_conv_bf16_native()) continue;
@@ -380,7 +427,7 @@ static void test_conv_impl_choice(void **state) {
             assert_null(strstr(cpu_conv_impl(plan, 0), "winograd"));
             cpu_conv_plan_free(plan);
         }
-        for (size_t i = 0; i < sizeof direct / sizeof *direct; i++) {
+        for (size_t i = 0; i < n_direct; i++) {
             conv_desc_of(&direct[i], &d);
             assert_int_equal(cpu_conv_plan(cc, &d, false, block, true, &plan, &err), 0);
             assert_null(strstr(cpu_conv_impl(plan, 0), "winograd"));
@@ -1338,6 +1385,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory),
         cmocka_unit_test(test_conv_matches_ref),
+        cmocka_unit_test(test_winograd_matches_ref),
         cmocka_unit_test(test_conv_bf16_matches_ref),
         cmocka_unit_test(test_conv_impl_choice),
         cmocka_unit_test(test_conv_plan_error),

@@ -465,14 +465,20 @@ bool cpu_conv_bf16_native(void) {
 static int block_of(int c, int block) { return block > 0 && c % block == 0 ? block : c; }
 
 /* The output tile side m when a plan for d runs winograd.c, else 0: fp32, a shape it computes, 32 to 512
- * channels in and out; m = 4 (F(4x4, 3x3)) up to 256 channels, m = 2 (F(2x2, 3x3)) with 512. Measured on this
- * project's machine (docs/performance.md): with 32 to 512 channels the three passes ran faster than oneDNN
- * 2.6.3's AVX2 direct kernels; with 16 they were level (the transforms outweigh the short GEMMs); F(4x4) beat
- * F(2x2) up to 256 channels, and with 512 the two were level, so the smaller rounding error of F(2x2) decides. */
+ * channels in and out. Measured per machine (docs/performance.md, "Winograd convolutions"), against oneDNN
+ * 2.6.3's kernels for that machine:
+ * - AVX2 (2026-12-03): with 32 to 512 channels the three passes ran faster than oneDNN's AVX2 direct kernels;
+ *   with 16 they were level (the transforms outweigh the short GEMMs). F(4x4) beat F(2x2) up to 256 channels;
+ *   with 512 the two were level, so the smaller rounding error of F(2x2) decides.
+ * - AVX-512, Zen 4 (2026-12-07): F(4x4) beat F(2x2) and oneDNN's AVX-512 kernels up to 512 channels where
+ *   the output has at least 2x2 tiles per image (7x7 included); with a single 4x4 tile per image (ResNet-50's
+ *   last stage at 128 px) oneDNN's kernels won two of the three passes, so those layers stay on oneDNN. */
 static int wino_tile(const ConvDesc *d, bool bf16, int block) {
-    int m = d->cin <= 256 && d->cout <= 256 ? 4 : 2;
+    bool avx512 = cpu_conv_vector_block() == 16;
+    int m = d->cin <= 256 && d->cout <= 256 ? 4 : avx512 ? 4 : 2;
     bool ok = !bf16 && wino_supported(d, m, block_of(d->cin, block), block_of(d->cout, block)) && d->cin >= 32 &&
               d->cout >= 32 && d->cin <= 512 && d->cout <= 512;
+    if (avx512 && ((d->oh + m - 1) / m) * ((d->ow + m - 1) / m) < 4) ok = false;
     return ok ? m : 0;
 }
 
