@@ -66,16 +66,16 @@ bool wino_supported(const ConvDesc *d, int m, int bx, int by) {
            d->cout % by == 0;
 }
 
-/* Floats of one thread's buffers: a chunk's V and M, and a dU for backward weights. */
+/* Floats of one thread's chunk buffers: a chunk's V and M (V and Z in backward weights). */
 static size_t thread_floats(const ConvDesc *d, int m, int threads) {
-    return (size_t)positions(m) *
-           ((size_t)chunk_tiles(d, m, true, threads) * (size_t)(d->cin + d->cout) + (size_t)d->cin * (size_t)d->cout);
+    return (size_t)positions(m) * (size_t)chunk_tiles(d, m, true, threads) * (size_t)(d->cin + d->cout);
 }
 
-/* Bytes of workspace the three passes need at most: U, then each thread's buffers. */
+/* Bytes of workspace the three passes need at most: U (in backward weights thread 0's dU), each thread's chunk
+ * buffers, then the dU of threads 1 to threads - 1 (backward weights). */
 size_t wino_work_bytes(const ConvDesc *d, int m, int threads) {
-    return sizeof(float) *
-           ((size_t)positions(m) * (size_t)d->cin * (size_t)d->cout + (size_t)threads * thread_floats(d, m, threads));
+    return sizeof(float) * ((size_t)threads * positions(m) * (size_t)d->cin * (size_t)d->cout +
+                            (size_t)threads * thread_floats(d, m, threads));
 }
 
 /* ---------------------------------------------------------------- weight transforms */
@@ -549,11 +549,13 @@ void wino_backward_weights(const ConvDesc *d, int m, int bx, int by, const float
                            void *work, int threads) {
     int tiles = tiles_all(d, m), chunk = chunk_tiles(d, m, true, threads), P = positions(m);
     size_t u_xi = (size_t)d->cin * d->cout, v_xi = (size_t)chunk * d->cin, z_xi = (size_t)chunk * d->cout;
-    float *base = (float *)work + P * u_xi;
+    /* dU of thread 0 where U is in the other passes, of the others after every thread's chunk buffers */
+    float *du0 = work, *bufs = du0 + P * u_xi, *du_rest = bufs + (size_t)threads * thread_floats(d, m, threads);
 #pragma omp parallel num_threads(threads)
     {
-        float *v = base + (size_t)omp_get_thread_num() * thread_floats(d, m, threads);
-        float *z = v + P * v_xi, *du = z + P * z_xi;
+        int me = omp_get_thread_num();
+        float *v = bufs + (size_t)me * thread_floats(d, m, threads);
+        float *z = v + P * v_xi, *du = me == 0 ? du0 : du_rest + (size_t)(me - 1) * P * u_xi;
         memset(du, 0, P * u_xi * sizeof(float));
         int lo, hi;
         thread_tiles(tiles, &lo, &hi);
@@ -576,13 +578,12 @@ void wino_backward_weights(const ConvDesc *d, int m, int bx, int by, const float
         /* dU of thread 0 += the others' (each thread adds its share of the elements) */
 #pragma omp barrier
         size_t all = P * u_xi;
-        int nt = omp_get_num_threads(), me = omp_get_thread_num();
+        int nt = omp_get_num_threads();
         size_t e0 = all * me / nt, e1 = all * (me + 1) / nt;
-        float *du0 = base + P * v_xi + P * z_xi;
         for (int o = 1; o < nt; o++) {
-            const float *dun = du0 + (size_t)o * thread_floats(d, m, threads);
+            const float *dun = du_rest + (size_t)(o - 1) * P * u_xi;
             for (size_t e = e0; e < e1; e++) du0[e] += dun[e];
         }
     }
-    weights_untransform(d, m, base + P * v_xi + P * z_xi, dw, threads);
+    weights_untransform(d, m, du0, dw, threads);
 }
