@@ -156,6 +156,15 @@ static void conv_desc_of(const ConvCase *c, ConvDesc *d) {
     assert_int_equal(conv_desc_init(d, c->n, c->h, c->w, c->cin, c->cout, c->k, c->stride, c->pad, &err), 0);
 }
 
+/* The absolute tolerance of a fp32 convolution against the reference: float sums of k*k*cin (forward),
+ * k*k*cout (data) or n*oh*ow (weights) terms of size <= 0.5, whose error grows like the square root of the
+ * length. F(4x4, 3x3)'s transforms (coefficients up to 8 in A, 5 in B, 1/24 in G) amplify the rounding of the
+ * transformed values: wino_f4 allows WINO_F4_ERROR times that. */
+static double conv_atol(const ConvDesc *d, bool wino_f4) {
+    double atol = 5e-7 * sqrt((double)d->k * d->k * (d->cin + d->cout) + (double)d->n * d->oh * d->ow);
+    return wino_f4 ? atol * WINO_F4_ERROR : atol;
+}
+
 /* Runs the three convolution passes of d on be with the given plan. */
 static void conv_run(Backend *be, void *plan, const float *x, const float *w, const float *dy, float *y,
                      float *dx, float *dw) {
@@ -234,12 +243,7 @@ static void test_conv_matches_ref(void **state) {
         assert_int_equal(b->ref->ops->conv_plan(b->ref, &d, &rplan, &err), 0);
         conv_run(b->ref, rplan, x, w, dy, y0, dx0, dw0);
         conv_run_nhwc(cpu, plans[i], &d, x, w, dy, y1, dx1, dw1);
-        /* float sums of k*k*cin (forward), k*k*cout (data) or n*oh*ow (weights) terms of size <= 0.5: the
-         * absolute error grows like the square root of the length */
-        double atol = 5e-7 * sqrt((double)d.k * d.k * (d.cin + d.cout) + (double)d.n * d.oh * d.ow);
-        /* F(4x4, 3x3)'s transforms (coefficients up to 8 in A, 5 in B, 1/24 in G) amplify the rounding of the
-         * transformed values: allow WINO_F4_ERROR times the direct convolution's error */
-        if (strstr(cpu_conv_impl(plans[i], 0), "f4x4")) atol *= WINO_F4_ERROR;
+        double atol = conv_atol(&d, strstr(cpu_conv_impl(plans[i], 0), "f4x4") != NULL);
         conv_compare(i, what, &d, y1, y0, dx1, dx0, dw1, dw0, atol, 1e-4);
         b->ref->ops->conv_plan_free(b->ref, rplan);
         free(x), free(w), free(dy), free(y0), free(dx0), free(dw0), free(y1), free(dx1), free(dw1);
@@ -276,8 +280,7 @@ static void test_winograd_matches_ref(void **state) {
             wino_forward(&d, m, d.cin, d.cout, x, w, y1, work, CPU_THREADS);
             wino_backward_data(&d, m, d.cin, d.cout, dy, w, dx1, work, CPU_THREADS);
             wino_backward_weights(&d, m, d.cin, d.cout, x, dy, dw1, work, CPU_THREADS);
-            double atol = 5e-7 * sqrt(9.0 * (d.cin + d.cout) + (double)d.n * d.oh * d.ow);
-            if (m == 4) atol *= WINO_F4_ERROR;
+            double atol = conv_atol(&d, m == 4);
             conv_compare(i, m == 2 ? "winograd.c F(2x2) " : "winograd.c F(4x4) ", &d, y1, y0, dx1, dx0, dw1, dw0,
                          atol, 1e-4);
             free(work);

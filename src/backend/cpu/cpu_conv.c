@@ -475,7 +475,7 @@ static int block_of(int c, int block) { return block > 0 && c % block == 0 ? blo
  *   last stage at 128 px) oneDNN's kernels won two of the three passes, so those layers stay on oneDNN. */
 static int wino_tile(const ConvDesc *d, bool bf16, int block) {
     bool avx512 = cpu_conv_vector_block() == 16;
-    int m = d->cin <= 256 && d->cout <= 256 ? 4 : avx512 ? 4 : 2;
+    int m = avx512 || (d->cin <= 256 && d->cout <= 256) ? 4 : 2;
     bool ok = !bf16 && wino_supported(d, m, block_of(d->cin, block), block_of(d->cout, block)) && d->cin >= 32 &&
               d->cout >= 32 && d->cin <= 512 && d->cout <= 512;
     if (avx512 && ((d->oh + m - 1) / m) * ((d->ow + m - 1) / m) < 4) ok = false;

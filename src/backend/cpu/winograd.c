@@ -74,8 +74,8 @@ static size_t thread_floats(const ConvDesc *d, int m, int threads) {
 /* Bytes of workspace the three passes need at most: U (in backward weights thread 0's dU), each thread's chunk
  * buffers, then the dU of threads 1 to threads - 1 (backward weights). */
 size_t wino_work_bytes(const ConvDesc *d, int m, int threads) {
-    return sizeof(float) * ((size_t)threads * positions(m) * (size_t)d->cin * (size_t)d->cout +
-                            (size_t)threads * thread_floats(d, m, threads));
+    return sizeof(float) * (size_t)threads *
+           ((size_t)positions(m) * (size_t)d->cin * (size_t)d->cout + thread_floats(d, m, threads));
 }
 
 /* ---------------------------------------------------------------- weight transforms */
