@@ -107,12 +107,14 @@ typedef struct BackendOps {
     void (*bn_backward)(Backend *be, int n, int64_t hw, int c, const float *x, const float *dy, const float *gamma,
                         const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
                         float *dbeta);
-    /* Optional fused forms (NULL: the model calls the two operations): batch norm followed by ReLU, bit-identical
-     * to them. Forward: y = max(bn_forward_train(x), 0). Backward: bn_backward of dy * (y > 0), with y the
-     * ReLU's output [n, hw, c] and dy its gradient; the BN's own output is never stored. */
-    void (*bn_relu_forward_train)(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
-                                  const float *beta, float *y, float *save_mean, float *save_invstd,
-                                  float *running_mean, float *running_var, float momentum, float eps);
+    /* Optional fused forms (NULL: the model calls the operations one by one): batch norm followed by ReLU, or
+     * in forward by an add of skip [n, hw, c] and then ReLU, bit-identical to them. Forward: y = max(
+     * bn_forward_train(x) (+ skip), 0); the BN's own output (and the add's) is never stored. Backward:
+     * bn_backward of dy * (y > 0), with y the ReLU's output [n, hw, c] and dy its gradient. */
+    void (*bn_relu_forward_train)(Backend *be, int n, int64_t hw, int c, const float *x, const float *skip,
+                                  const float *gamma, const float *beta, float *y, float *save_mean,
+                                  float *save_invstd, float *running_mean, float *running_var, float momentum,
+                                  float eps);
     void (*bn_relu_backward)(Backend *be, int n, int64_t hw, int c, const float *x, const float *y, const float *dy,
                              const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
                              float *dgamma, float *dbeta);

@@ -109,8 +109,8 @@ static int bench_loader(const CliArgs *a, Error *err) {
 }
 
 /* The --profile table: ms per step for each layer kind (forward, backward) that the model has, then the loss
- * and the optimizer, with each row's share of the step; ReLUs fused into the layer before them (Plan.fuse) are
- * counted in that layer's time. */
+ * and the optimizer, with each row's share of the step; ReLUs fused into a layer before them, and ADDs whose
+ * forward the BN before them runs (Plan.fuse), are counted in that layer's time. */
 static void print_profile(const Model *m, const Plan *p, const double *prof, int steps, double step_s) {
     printf("%-14s %7s %11s %12s %8s\n", "layer kind", "layers", "forward ms", "backward ms", "share");
     double total = 0;
@@ -119,11 +119,15 @@ static void print_profile(const Model *m, const Plan *p, const double *prof, int
         int count = model_count_layers(m, (LayerKind)k);
         if (!count) continue;
         double f = prof[2 * k] / steps * 1e3, b = prof[2 * k + 1] / steps * 1e3;
-        int fused = 0;
-        for (int i = 0; i < m->n_layers; i++) fused += m->layers[i].kind == (LayerKind)k && p->fuse[i] == 2;
+        int fused = 0, forward = 0;
+        for (int i = 0; i < m->n_layers; i++) {
+            fused += m->layers[i].kind == (LayerKind)k && p->fuse[i] == FUSE_DONE;
+            forward += m->layers[i].kind == (LayerKind)k && i > 0 && p->fuse[i - 1] == FUSE_ADD_RELU;
+        }
         printf("%-14s %7d %11.1f %12.1f %7.1f%%", layer_kind_name((LayerKind)k), count, f, b,
                100.0 * (prof[2 * k] + prof[2 * k + 1]) / total);
-        if (fused) printf("  (%d run inside the layer before)", fused);
+        if (fused) printf("  (%d run inside a layer before)", fused);
+        if (forward) printf("  (%d forward inside the BN before)", forward);
         printf("\n");
     }
     printf("%-14s %7s %11.1f %12s %7.1f%%\n", "loss", "", prof[2 * LAYER_KIND_COUNT] / steps * 1e3, "",

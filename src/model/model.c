@@ -436,6 +436,27 @@ static bool layer_has_in2(const Layer *l) { return l->kind == LAYER_ADD || l->ki
 /* How often layer l reads tensor t: as its input, and as its second input. */
 static int layer_reads(const Layer *l, int t) { return (l->in == t) + (layer_has_in2(l) && l->in2 == t); }
 
+/* The layer of plan p that runs layer i: i itself, or the fused layer before it (FUSE_DONE). */
+static int run_by(const Plan *p, int i) {
+    while (i > 0 && p->fuse[i] == FUSE_DONE) i--;
+    return i;
+}
+
+/* The tensor layer i's forward writes as plan p runs it: its output, or that of the last layer it runs. */
+static int run_out(const Model *m, const Plan *p, int i) {
+    int last = i + (p->fuse[i] == FUSE_RELU ? 1 : p->fuse[i] == FUSE_ADD_RELU ? 2 : 0);
+    return m->layers[last].out;
+}
+
+/* The second input layer i's forward reads as plan p runs it (-1: none): its own, or for a BN that runs the ADD
+ * after it, the ADD's input that is not the BN's output. */
+static int run_in2(const Model *m, const Plan *p, int i) {
+    const Layer *l = &m->layers[i];
+    if (p->fuse[i] != FUSE_ADD_RELU) return layer_has_in2(l) ? l->in2 : -1;
+    const Layer *a = &m->layers[i + 1];
+    return a->in == l->out ? a->in2 : a->in;
+}
+
 /* Gradients that share a buffer: share[t] = the tensor whose gradient buffer t's gradient is, or -1. An ADD's
  * backward hands one gradient to both inputs a and b; a's can be b's buffer (written once, no copy) when the
  * ADD is a's only reader and, from the ADD's backward until a's producer has read a's gradient, nothing else
@@ -451,7 +472,7 @@ static void plan_grad_share(const Model *m, const Plan *p, int *share) {
             for (int j = 0; j < m->n_layers; j++)
                 if (m->layers[j].out == a) pa = j;
             if (pa < 0) continue;
-            int read_at = p->fuse[pa] == 2 ? pa - 1 : pa; /* a ReLU's gradient is read by the BN that runs it */
+            int read_at = run_by(p, pa); /* a fused ReLU's gradient is read by the layer that runs it */
             bool ok = true;
             for (int j = 0; j < m->n_layers && ok; j++)
                 if (j != i && (layer_reads(&m->layers[j], a) || (layer_reads(&m->layers[j], b) && j >= read_at)))
@@ -477,22 +498,26 @@ static void plan_lives(const Model *m, const Plan *p, const int *share, Life *li
     if (p->train) extend(&life[out], last);
     for (int i = 0; i < L; i++) {
         const Layer *l = &m->layers[i];
-        if (p->fuse[i] == 2) continue; /* a ReLU run by the layer before it */
-        /* a BN or ADD fused with the ReLU after it writes the ReLU's output and, in backward, reads it and its
-         * gradient; its own output has no memory */
-        int lo = p->fuse[i] == 1 ? m->layers[i + 1].out : l->out;
-        if (p->fuse[i] == 1) life[l->out].bytes = life[T + l->out].bytes = 0;
+        if (p->fuse[i] == FUSE_DONE) continue; /* run by a layer before it */
+        /* forward: a fused layer writes the last output of the layers it runs; the outputs in between have no
+         * memory */
+        int lo = run_out(m, p, i), in2 = run_in2(m, p, i);
+        for (int j = i; m->layers[j].out != lo; j++) life[m->layers[j].out].bytes = 0;
         extend(&life[lo], i);
         extend(&life[l->in], i);
-        if (layer_has_in2(l)) extend(&life[l->in2], i);
+        if (in2 >= 0) extend(&life[in2], i);
         if (!p->train) continue;
+        /* backward: a layer that runs the ReLU after it (FUSE_RELU) reads the ReLU's output and gradient, and its
+         * own output has no gradient either; the others read their output's gradient */
+        int bo = p->fuse[i] == FUSE_RELU ? lo : l->out;
+        if (bo != l->out) life[T + l->out].bytes = 0;
         bool rin, rin2, rout;
         backward_reads(l, &rin, &rin2, &rout);
         if (rin) extend(&life[l->in], 2 * L - i);
         if (rin2) extend(&life[l->in2], 2 * L - i);
-        if (rout || p->fuse[i] == 1) extend(&life[lo], 2 * L - i);
+        if (rout || bo != l->out) extend(&life[bo], 2 * L - i);
         /* gradients: the output's is read by this layer's backward; its inputs' are written there */
-        extend(&life[T + lo], 2 * L - i);
+        extend(&life[T + bo], 2 * L - i);
         if (l->in > 0) extend(&life[T + l->in], 2 * L - i);
         if (layer_has_in2(l) && l->in2 > 0) extend(&life[T + l->in2], 2 * L - i);
     }
@@ -600,24 +625,44 @@ static int plan_layout(Model *m, Plan *p, Carver *c, Error *err) {
     return 0;
 }
 
-/* Marks in p->fuse the layers of a training plan that run the ReLU after them, when the ReLU reads their output
- * and nothing else does: a BN when the backend has the fused bn_relu operations, and an ADD (on every backend:
- * its backward applies the ReLU's mask while writing its inputs' gradients). */
+/* Whether tensor t is read by exactly one layer, and is not the model's output. */
+static bool read_once(const Model *m, int t) {
+    int readers = 0;
+    for (int j = 0; j < m->n_layers; j++) readers += layer_reads(&m->layers[j], t);
+    return readers == 1 && t != model_output(m);
+}
+
+/* Whether the BN at i can run the forward of the ADD and ReLU after it (FUSE_ADD_RELU): the BN's output and the
+ * ADD's are read by those layers alone (the ADD's other input is then another tensor, written before). */
+static bool bn_add_relu_fusable(const Model *m, int i) {
+    const Layer *l = &m->layers[i], *a = &m->layers[i + 1], *r = &m->layers[i + 2];
+    return a->kind == LAYER_ADD && r->kind == LAYER_RELU && r->in == a->out && (a->in == l->out) != (a->in2 == l->out) &&
+           read_once(m, l->out) && read_once(m, a->out);
+}
+
+/* Marks in p->fuse how a training plan runs each layer: a BN runs the forward of the ADD and ReLU after it, or
+ * the ReLU after it, when the backend has the fused bn_relu operations and the outputs in between have no other
+ * reader; an ADD runs the ReLU after it on every backend (its backward applies the ReLU's mask while writing
+ * its inputs' gradients). */
 static void plan_fuse(const Model *m, Plan *p) {
     const BackendOps *ops = m->be->ops;
     bool bn = ops->bn_relu_forward_train && ops->bn_relu_backward;
     if (!p->train) return;
     for (int i = 0; i + 1 < m->n_layers; i++) {
         const Layer *l = &m->layers[i], *r = &m->layers[i + 1];
-        if (!((l->kind == LAYER_BN && bn) || l->kind == LAYER_ADD) || r->kind != LAYER_RELU || r->in != l->out ||
-            l->out == model_output(m))
+        if (l->kind == LAYER_BN && bn && i + 2 < m->n_layers && bn_add_relu_fusable(m, i)) {
+            p->fuse[i] = FUSE_ADD_RELU;
+            p->fuse[i + 1] = FUSE_RELU;
+            p->fuse[i + 2] = FUSE_DONE;
+            i += 2;
             continue;
-        int readers = 0;
-        for (int j = 0; j < m->n_layers; j++)
-            readers += layer_reads(&m->layers[j], l->out);
-        if (readers != 1) continue;
-        p->fuse[i] = 1;
-        p->fuse[i + 1] = 2;
+        }
+        if (!((l->kind == LAYER_BN && bn) || l->kind == LAYER_ADD) || r->kind != LAYER_RELU || r->in != l->out ||
+            !read_once(m, l->out))
+            continue;
+        p->fuse[i] = FUSE_RELU;
+        p->fuse[i + 1] = FUSE_DONE;
+        i++;
     }
 }
 
@@ -776,20 +821,26 @@ int model_forward(Model *m, Plan *p, bool train, Error *err) {
             if (train && rows < 2)
                 return error_set(err, "%s: batch norm sees 1 value per channel in training (micro-batch %d at "
                                       "%dx%d is too small; use a larger batch)", l->name, p->n, p->h, p->w);
-            bool fused = p->fuse[i] == 1;
-            if (fused) y = p->act[m->layers[i + 1].out];
+            int64_t hw = (int64_t)p->th[l->in] * p->tw[l->in];
+            y = p->act[run_out(m, p, i)];
+            const float *skip = p->fuse[i] == FUSE_ADD_RELU ? p->act[run_in2(m, p, i)] : NULL;
             if (train) {
-                (fused ? ops->bn_relu_forward_train : ops->bn_forward_train)(
-                    be, p->n, (int64_t)p->th[l->in] * p->tw[l->in], c, x, g, b, y, p->bn_mean[i], p->bn_invstd[i], rm, rv, BN_MOMENTUM, BN_EPS);
+                if (p->fuse[i] == FUSE_NONE)
+                    ops->bn_forward_train(be, p->n, hw, c, x, g, b, y, p->bn_mean[i], p->bn_invstd[i], rm, rv,
+                                          BN_MOMENTUM, BN_EPS);
+                else
+                    ops->bn_relu_forward_train(be, p->n, hw, c, x, skip, g, b, y, p->bn_mean[i], p->bn_invstd[i],
+                                               rm, rv, BN_MOMENTUM, BN_EPS);
                 m->counters[m->params[l->num_batches_tracked].offset]++;
-            } else {
-                ops->bn_forward_eval(be, p->n, (int64_t)p->th[l->in] * p->tw[l->in], c, x, g, b, rm, rv, BN_EPS, y);
-                if (fused) ops->relu_forward(be, rows * c, y, y);
+            } else { /* evaluating with a training plan: the fused layers one by one, in y */
+                ops->bn_forward_eval(be, p->n, hw, c, x, g, b, rm, rv, BN_EPS, y);
+                if (skip) ops->add(be, rows * c, y, skip, y);
+                if (p->fuse[i] != FUSE_NONE) ops->relu_forward(be, rows * c, y, y);
             }
             break;
         }
         case LAYER_RELU:
-            if (p->fuse[i] != 2) ops->relu_forward(be, rows * c, x, y);
+            if (p->fuse[i] != FUSE_DONE) ops->relu_forward(be, rows * c, x, y);
             break;
         case LAYER_MAXPOOL:
             ops->maxpool_forward(be, &p->pdesc[i], x, y, p->argmax[i]);
@@ -798,7 +849,8 @@ int model_forward(Model *m, Plan *p, bool train, Error *err) {
             ops->avgpool_forward(be, p->n, p->th[l->in] * p->tw[l->in], c, x, y);
             break;
         case LAYER_ADD:
-            if (p->fuse[i] != 1) {
+            if (i > 0 && p->fuse[i - 1] == FUSE_ADD_RELU) break; /* run by the BN before it */
+            if (p->fuse[i] != FUSE_RELU) {
                 ops->add(be, rows * c, x, p->act[l->in2], y);
             } else if (ops->add_relu) {
                 ops->add_relu(be, rows * c, x, p->act[l->in2], p->act[m->layers[i + 1].out]);
@@ -895,10 +947,10 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
             float *dx = grad_target(p, l->in);
             float *dg = accumulate ? p->wscratch : model_param_grad(m, l->weight);
             float *db = accumulate ? p->wscratch + c : model_param_grad(m, l->bias);
-            if (p->fuse[i] == 1) {
-                const Layer *r = &m->layers[i + 1];
-                ops->bn_relu_backward(be, p->n, (int64_t)p->th[l->in] * p->tw[l->in], c, x, p->act[r->out], p->grad[r->out], model_param_data(m, l->weight),
-                                      p->bn_mean[i], p->bn_invstd[i], dx, dg, db);
+            if (p->fuse[i] == FUSE_RELU) {
+                int lo = run_out(m, p, i);
+                ops->bn_relu_backward(be, p->n, (int64_t)p->th[l->in] * p->tw[l->in], c, x, p->act[lo], p->grad[lo],
+                                      model_param_data(m, l->weight), p->bn_mean[i], p->bn_invstd[i], dx, dg, db);
             } else {
                 ops->bn_backward(be, p->n, (int64_t)p->th[l->in] * p->tw[l->in], c, x, dy, model_param_data(m, l->weight), p->bn_mean[i],
                                  p->bn_invstd[i], dx, dg, db);
@@ -911,7 +963,7 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
             break;
         }
         case LAYER_RELU:
-            if (p->fuse[i] == 2) break; /* the BN before it does this */
+            if (p->fuse[i] == FUSE_DONE) break; /* the layer that runs it does this */
             ops->relu_backward(be, rows * c, p->act[l->out], dy, grad_target(p, l->in));
             grad_finish(m, p, l->in);
             break;
@@ -932,7 +984,7 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
             for (int k = 0; k < 2; k++) {
                 if (ins[k] == 0) continue;
                 float *to = grad_target(p, ins[k]);
-                if (p->fuse[i] == 1 && src == dy) {
+                if (p->fuse[i] == FUSE_RELU && src == dy) {
                     const Layer *r = &m->layers[i + 1];
                     ops->relu_backward(be, rows * c, p->act[r->out], p->grad[r->out], to);
                 } else if (to != src) {

@@ -153,6 +153,16 @@ void model_set_drop_scale(Model *m, double factor);
 
 /* ---- execution ---- */
 
+/* How a training plan runs a layer (Plan.fuse). A fused layer's forward writes the output of the last layer it
+ * runs; the outputs in between are never stored. */
+typedef enum {
+    FUSE_NONE,     /* on its own */
+    FUSE_RELU,     /* a BN or ADD that runs the ReLU after it (a BN through the backend's bn_relu ops) */
+    FUSE_ADD_RELU, /* a BN whose forward runs the ADD and the ReLU after it (bn_relu_forward_train, skip = the
+                    * ADD's other input); that ADD is FUSE_RELU and does the backward of both */
+    FUSE_DONE,     /* run by a layer before it: does nothing itself */
+} FuseKind;
+
 typedef struct Plan {
     int n, h, w;             /* batch and input resolution */
     bool train;              /* has gradients and BN batch statistics */
@@ -164,8 +174,7 @@ typedef struct Plan {
     float **mask;            /* [n_layers] DROP layers' per-sample factors [n] (backend memory) */
     float *host_mask;        /* [n] host scratch for drawing a mask */
     uint8_t *skip;           /* [n_layers] host: layer skipped in this training forward (dropped branch) */
-    uint8_t *fuse;           /* [n_layers] 1: a BN or ADD that runs the ReLU after it (BN: the backend's bn_relu_*
-                              * ops; its own output is never stored); 2: that ReLU, which then does nothing */
+    uint8_t *fuse;           /* [n_layers] FuseKind: how a training plan runs each layer */
     void **conv;             /* [n_layers] backend convolution plans */
     ConvDesc *cdesc;         /* [n_layers] */
     PoolDesc *pdesc;         /* [n_layers] maxpool and blur geometry */

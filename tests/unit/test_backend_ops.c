@@ -525,25 +525,31 @@ static void test_bn_backward_matches_ref(void **state) {
     }
 }
 
-/* The fused BN + ReLU operations are bit-identical to the cpu backend's own bn then relu, forward (y, saved and
- * running statistics) and backward (dx, dgamma, dbeta); half the values are negative, so the mask matters. */
+/* The fused BN + ReLU operations, and BN + add + ReLU (with skip), are bit-identical to the cpu backend's own bn,
+ * add_relu and relu, forward (y, saved and running statistics) and backward (dx, dgamma, dbeta: the BN's
+ * backward of the ReLU's gradient, with or without the add); half the values are negative, so the mask matters. */
 static void test_bn_relu_fused_exact(void **state) {
     Backend *be = ((Backends *)*state)->cpu;
     const BackendOps *o = be->ops;
     assert_non_null(o->bn_relu_forward_train);
     assert_non_null(o->bn_relu_backward);
-    for (size_t i = 0; i < N_BN; i++) {
-        const BnCase *bc = &BN_CASES[i];
+    for (size_t i = 0; i < 2 * N_BN; i++) {
+        const BnCase *bc = &BN_CASES[i % N_BN];
+        bool add = i >= N_BN;
         if (bc->rows < 2) continue;
         size_t n = (size_t)bc->rows * bc->c, c = (size_t)bc->c;
         float *x = frand(n, bc->lo, bc->hi, 210 + i), *g = frand(c, 0.5f, 1.5f, 220 + i);
-        float *be_ = frand(c, -1, 1, 230 + i), *dy = frand(n, -1, 1, 240 + i);
+        float *be_ = frand(c, -1, 1, 230 + i), *dy = frand(n, -1, 1, 240 + i), *skip = frand(n, -2, 1, 270 + i);
         float *rm0 = frand(c, -1, 1, 250 + i), *rv0 = frand(c, 0.5f, 2, 260 + i), *rm1 = fdup(rm0, c), *rv1 = fdup(rv0, c);
         float *bn = fz(n), *y0 = fz(n), *y1 = fz(n), *m0 = fz(c), *m1 = fz(c), *s0 = fz(c), *s1 = fz(c);
         float *g0 = fz(n), *dx0 = fz(n), *dx1 = fz(n), *dg0 = fz(c), *dg1 = fz(c), *db0 = fz(c), *db1 = fz(c);
         o->bn_forward_train(be, (int)bc->rows, 1, bc->c, x, g, be_, bn, m0, s0, rm0, rv0, 0.1f, 1e-5f);
-        o->relu_forward(be, (int64_t)n, bn, y0);
-        o->bn_relu_forward_train(be, (int)bc->rows, 1, bc->c, x, g, be_, y1, m1, s1, rm1, rv1, 0.1f, 1e-5f);
+        if (add)
+            o->add_relu(be, (int64_t)n, skip, bn, y0);
+        else
+            o->relu_forward(be, (int64_t)n, bn, y0);
+        o->bn_relu_forward_train(be, (int)bc->rows, 1, bc->c, x, add ? skip : NULL, g, be_, y1, m1, s1, rm1, rv1,
+                                 0.1f, 1e-5f);
         assert_true(same_bits("bn+relu y", y1, y0, n, 4));
         assert_true(same_bits("bn+relu save_mean", m1, m0, c, 4));
         assert_true(same_bits("bn+relu save_invstd", s1, s0, c, 4));
@@ -555,7 +561,7 @@ static void test_bn_relu_fused_exact(void **state) {
         assert_true(same_bits("bn+relu dx", dx1, dx0, n, 4));
         assert_true(same_bits("bn+relu dgamma", dg1, dg0, c, 4));
         assert_true(same_bits("bn+relu dbeta", db1, db0, c, 4));
-        float *all[] = {x, g, be_, dy, rm0, rv0, rm1, rv1, bn, y0, y1, m0, m1, s0, s1, g0, dx0, dx1, dg0, dg1, db0, db1};
+        float *all[] = {x, g, be_, dy, skip, rm0, rv0, rm1, rv1, bn, y0, y1, m0, m1, s0, s1, g0, dx0, dx1, dg0, dg1, db0, db1};
         for (size_t j = 0; j < sizeof all / sizeof *all; j++) free(all[j]);
     }
 }
@@ -1239,8 +1245,8 @@ static void same_unpacked(const char *name, const Backend *blk, int n, int64_t h
     free(u);
 }
 
-/* Batch norm (plain and fused with ReLU, training and eval, forward and backward), max pool, global average
- * pool, blur and channel scale on the blocked backend give the NHWC backend's results bit for bit. */
+/* Batch norm (plain, fused with ReLU and with add + ReLU, training and eval, forward and backward), max pool,
+ * global average pool, blur and channel scale on the blocked backend give the NHWC backend's results bit for bit. */
 static void test_blocked_ops_match_nhwc(void **state) {
     Backends *b = *state;
     Backend *cpu = b->cpu, *blk = b->blk;
@@ -1258,12 +1264,18 @@ static void test_blocked_ops_match_nhwc(void **state) {
         for (int k = 0; k < 4; k++) st0[k] = frand(nc, 0.5f, 1, seed + 4), st1[k] = fdup(st0[k], nc);
         float *dg0 = fz(nc), *dg1 = fz(nc), *db0 = fz(nc), *db1 = fz(nc);
 
-        for (int relu = 0; relu < 2; relu++) {
+        float *skip = frand(nx, -2, 1, seed + 5), *bskip = packed(blk, n, hw, c, skip);
+        for (int relu = 0; relu < 3; relu++) { /* plain, with ReLU, with add and ReLU */
             const BackendOps *o = cpu->ops;
-            (relu ? o->bn_relu_forward_train : o->bn_forward_train)(cpu, n, hw, c, x, g, beta, y0, st0[0], st0[1],
-                                                                  st0[2], st0[3], 0.1f, 1e-5f);
-            (relu ? o->bn_relu_forward_train : o->bn_forward_train)(blk, n, hw, c, bx, g, beta, y1, st1[0], st1[1],
-                                                                  st1[2], st1[3], 0.1f, 1e-5f);
+            if (relu) {
+                o->bn_relu_forward_train(cpu, n, hw, c, x, relu == 2 ? skip : NULL, g, beta, y0, st0[0], st0[1],
+                                         st0[2], st0[3], 0.1f, 1e-5f);
+                o->bn_relu_forward_train(blk, n, hw, c, bx, relu == 2 ? bskip : NULL, g, beta, y1, st1[0], st1[1],
+                                         st1[2], st1[3], 0.1f, 1e-5f);
+            } else {
+                o->bn_forward_train(cpu, n, hw, c, x, g, beta, y0, st0[0], st0[1], st0[2], st0[3], 0.1f, 1e-5f);
+                o->bn_forward_train(blk, n, hw, c, bx, g, beta, y1, st1[0], st1[1], st1[2], st1[3], 0.1f, 1e-5f);
+            }
             same_unpacked(relu ? "blocked bn+relu y" : "blocked bn y", blk, n, hw, c, y1, y0);
             for (int k = 0; k < 4; k++) assert_true(same_bits("blocked bn statistics", st1[k], st0[k], nc, 4));
             if (relu) {
@@ -1277,6 +1289,7 @@ static void test_blocked_ops_match_nhwc(void **state) {
             assert_true(same_bits("blocked bn dgamma", dg1, dg0, nc, 4));
             assert_true(same_bits("blocked bn dbeta", db1, db0, nc, 4));
         }
+        free(skip), free(bskip);
         cpu->ops->bn_forward_eval(cpu, n, hw, c, x, g, beta, st0[2], st0[3], 1e-5f, y0);
         blk->ops->bn_forward_eval(blk, n, hw, c, bx, g, beta, st1[2], st1[3], 1e-5f, y1);
         same_unpacked("blocked bn eval y", blk, n, hw, c, y1, y0);

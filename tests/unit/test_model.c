@@ -1,6 +1,7 @@
 /* test_model.c — the ResNet builders against torchvision's state_dict (names, order, shapes, parameter counts,
  * from tests/fixtures/torchvision_keys.json written by tools/make_fixtures.py), the CIFAR variants' structure,
- * initializers, gradient accumulation, and eval-mode forward of the cpu backend against the ref backend. */
+ * initializers, gradient accumulation, eval-mode forward of the cpu backend against the ref backend, and the
+ * training plan's fused BN-ADD-ReLU against the ref backend's unfused layers. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -295,6 +296,115 @@ static void test_add_gradient_sharing(void **state) {
     backend_destroy(be);
 }
 
+/* Whether got [n] and want [n] hold the same bits; else prints where they first differ. */
+static bool same_floats(const char *name, const float *got, const float *want, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], sizeof *got)) {
+            fprintf(stderr, "%s: element %zu of %zu: got %.9g, want %.9g\n", name, i, n, got[i], want[i]);
+            return false;
+        }
+    return true;
+}
+
+/* One training step (forward, loss, backward) of model m on plan p; returns the loss of sample 0. */
+static float train_step(Model *m, Plan *p, const float *x, const float *target, int classes) {
+    Error err;
+    int out = model_output(m);
+    float loss[8];
+    memcpy(p->act[0], x, (size_t)p->n * p->h * p->w * m->channels[0] * sizeof *x);
+    assert_int_equal(model_forward(m, p, true, &err), 0);
+    m->be->ops->loss_forward_backward(m->be, LOSS_SOFT_CROSS_ENTROPY, p->n, classes, p->act[out], target,
+                                      1.0f / p->n, loss, p->grad[out]);
+    assert_int_equal(model_backward(m, p, false, &err), 0);
+    return loss[0];
+}
+
+/* On the cpu backend a ResNet-50's training plan runs the forward of each block's last BN (bn3, or downsample.1
+ * where the block has one) with the residual ADD and the ReLU after it, stores neither's output, needs no more
+ * memory, and its step is bit-identical to the same backend's without its fused bn_relu ops (every BN on its
+ * own): loss, every parameter's gradient, the running statistics, and an eval forward on the training plan.
+ * The forward is fused where the ADD's other input is the BN's input, not where the BN's output has another
+ * reader. */
+static void test_bn_add_relu_fusion(void **state) {
+    (void)state;
+    Error err;
+    Backend *be, *rb;
+    assert_int_equal(backend_create("cpu", 2, &be, &err), 0);
+    assert_int_equal(backend_create("cpu", 2, &rb, &err), 0);
+    BackendOps plain = *rb->ops;
+    plain.bn_relu_forward_train = NULL;
+    plain.bn_relu_backward = NULL;
+    rb->ops = &plain;
+    ResnetOptions o = options("resnet50", 5);
+    o.width = 8;
+    Model m, r;
+    assert_int_equal(resnet_build(&o, 3, &m, &err), 0);
+    assert_int_equal(resnet_build(&o, 3, &r, &err), 0);
+    assert_int_equal(model_alloc(&m, be, &err), 0);
+    assert_int_equal(model_alloc(&r, rb, &err), 0);
+    assert_int_equal(init_weights(&m, &o, 5, &err), 0);
+    memcpy(r.weights, m.weights, (size_t)m.n_weights * sizeof(float));
+    memcpy(r.buffers, m.buffers, (size_t)m.n_buffers * sizeof(float));
+    int n = 4, res = 32, classes = 5;
+    Plan *p, *q;
+    assert_int_equal(plan_create(&m, n, res, res, true, &p, &err), 0);
+    assert_int_equal(plan_create(&r, n, res, res, true, &q, &err), 0);
+    int fused = 0, downsample = 0;
+    for (int i = 0; i < m.n_layers; i++) {
+        assert_int_not_equal(q->fuse[i], FUSE_ADD_RELU);
+        if (p->fuse[i] != FUSE_ADD_RELU) continue;
+        fused++;
+        assert_int_equal(m.layers[i].kind, LAYER_BN);
+        assert_int_equal(m.layers[i + 1].kind, LAYER_ADD);
+        assert_int_equal(p->fuse[i + 1], FUSE_RELU);
+        assert_null(p->act[m.layers[i].out]);
+        assert_null(p->act[m.layers[i + 1].out]);
+        assert_ptr_equal(p->grad[m.layers[i + 1].in], p->grad[m.layers[i + 1].in2]);
+        downsample += strstr(m.layers[i].name, "downsample") != NULL;
+    }
+    assert_int_equal(fused, 16);
+    assert_int_equal(downsample, 4);
+    assert_true(p->pool_bytes <= q->pool_bytes);
+
+    size_t nx = (size_t)n * res * res * 3;
+    float *x = malloc(nx * sizeof *x), target[4 * 5] = {0};
+    tu_fill_uniform(x, nx, -1, 1, 21);
+    for (int i = 0; i < n; i++) target[i * classes + (i + 2) % classes] = 1;
+    for (int step = 0; step < 2; step++) { /* the second after an SGD-like update, so the BN inputs move */
+        float l0 = train_step(&r, q, x, target, classes), l1 = train_step(&m, p, x, target, classes);
+        assert_true(l1 == l0);
+        assert_true(same_floats("gradients", m.grads, r.grads, (size_t)m.n_weights));
+        assert_true(same_floats("running statistics", m.buffers, r.buffers, (size_t)m.n_buffers));
+        for (int64_t i = 0; i < m.n_weights; i++) m.weights[i] = r.weights[i] -= 0.1f * m.grads[i];
+    }
+    int out = model_output(&m);
+    assert_int_equal(model_forward(&m, p, false, &err), 0);
+    assert_int_equal(model_forward(&r, q, false, &err), 0);
+    assert_true(same_floats("eval logits", p->act[out], q->act[out], (size_t)n * classes));
+    plan_destroy(&m, p);
+    plan_destroy(&r, q);
+    model_free(&m);
+    model_free(&r);
+
+    /* relu(bn(conv(x)) + conv(x)): fused; with bn(conv(x)) read again by a second conv: not */
+    for (int k = 0; k < 2; k++) {
+        Model h;
+        assert_int_equal(model_init(&h, 2, &err), 0);
+        int t1 = model_conv(&h, "conv", 0, 2, 3, 1, 1, &err), t2 = model_bn(&h, "bn", t1, &err);
+        int t3 = model_relu(&h, model_add(&h, t2, t1, &err), &err);
+        if (k) t3 = model_add(&h, t3, model_conv(&h, "conv2", t2, 2, 1, 1, 0, &err), &err);
+        assert_true(model_fc(&h, "fc", model_avgpool(&h, t3, &err), 3, &err) > 0);
+        assert_int_equal(model_alloc(&h, be, &err), 0);
+        assert_int_equal(plan_create(&h, 2, 4, 4, true, &p, &err), 0);
+        assert_int_equal(p->fuse[1], k ? FUSE_NONE : FUSE_ADD_RELU);
+        plan_destroy(&h, p);
+        model_free(&h);
+    }
+    free(x);
+    backend_destroy(be);
+    backend_destroy(rb);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_torchvision_state_dicts),
@@ -303,6 +413,7 @@ int main(void) {
         cmocka_unit_test(test_accumulation_and_eval),
         cmocka_unit_test(test_plan_errors),
         cmocka_unit_test(test_add_gradient_sharing),
+        cmocka_unit_test(test_bn_add_relu_fusion),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

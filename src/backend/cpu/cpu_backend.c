@@ -309,17 +309,25 @@ static void bn_stats_chunk(Backend *be, int64_t rows, const ActView *v, int c0, 
 }
 
 /* y = ((x - mean) - mean_lo) * scale + shift on rows [start, end) (of one image) of the segment of seg channels
- * at channel ch of x, y [n, hw, c] (view v), then with relu y = max(y, 0) as relu_forward computes it; the
- * per-channel arrays are [seg]. mean + mean_lo is the mean to twice float precision: x - mean is exact for x
- * near it. */
+ * at channel ch of x, y [n, hw, c] (view v), then with relu y = max(y (+ skip when not NULL), 0) as add and
+ * relu_forward compute it; the per-channel arrays are [seg]. mean + mean_lo is the mean to twice float
+ * precision: x - mean is exact for x near it. */
 SEG_INLINE void apply_segment(int seg, const ActView *v, int ch, int64_t start, int64_t end, const float *x,
-                              const float *restrict mean, const float *restrict mean_lo,
+                              const float *skip, const float *restrict mean, const float *restrict mean_lo,
                               const float *restrict scale, const float *restrict shift, bool relu, float *y) {
     size_t at = view_offset(v, start, ch);
     for (int64_t r = start; r < end; r++, at += (size_t)v->b) {
         const float *restrict xr = x + at;
         float *restrict yr = y + at;
-        if (relu) {
+        if (relu && skip) {
+            const float *restrict sr = skip + at;
+#pragma omp simd
+            for (int j = 0; j < seg; j++) {
+                float o = ((xr[j] - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
+                o = o + sr[j];
+                yr[j] = o > 0 ? o : 0.0f;
+            }
+        } else if (relu) {
 #pragma omp simd
             for (int j = 0; j < seg; j++) {
                 float o = ((xr[j] - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
@@ -334,7 +342,7 @@ SEG_INLINE void apply_segment(int seg, const ActView *v, int ch, int64_t start, 
 
 /* apply_segment over channels [c0, c0+cn) of every row, in memory order; the per-channel arrays are [cn]. */
 static void bn_apply_chunk(int threads, int64_t rows, const ActView *v, int c0, int cn, const float *x,
-                           const float *mean, const float *mean_lo, const float *scale, const float *shift,
+                           const float *skip, const float *mean, const float *mean_lo, const float *scale, const float *shift,
                            bool relu, float *y) {
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int t = 0; t < threads; t++) {
@@ -342,14 +350,14 @@ static void bn_apply_chunk(int threads, int64_t rows, const ActView *v, int c0, 
         int j;
         int64_t start, end;
         while (tiles_next(&tw, &j, &start, &end))
-            SEG_DISPATCH(tw.seg, apply_segment, v, c0 + j, start, end, x, mean + j, mean_lo + j, scale + j,
+            SEG_DISPATCH(tw.seg, apply_segment, v, c0 + j, start, end, x, skip, mean + j, mean_lo + j, scale + j,
                          shift + j, relu, y);
     }
 }
 
-/* Training batch norm of x [n, hw, c], followed by ReLU when relu. */
-static void bn_train(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma, const float *beta,
-                     bool relu, float *y, float *save_mean, float *save_invstd, float *running_mean,
+/* Training batch norm of x [n, hw, c], followed by ReLU when relu, after adding skip [n, hw, c] when not NULL. */
+static void bn_train(Backend *be, int n, int64_t hw, int c, const float *x, const float *skip, const float *gamma,
+                     const float *beta, bool relu, float *y, float *save_mean, float *save_invstd, float *running_mean,
                      float *running_var, float momentum, float eps) {
     float scale[BN_CHUNK], mean_lo[BN_CHUNK];
     ActView v = act_view(be, hw, c);
@@ -359,21 +367,22 @@ static void bn_train(Backend *be, int n, int64_t hw, int c, const float *x, cons
         bn_stats_chunk(be, rows, &v, c0, cn, x, save_mean, save_invstd, mean_lo, running_mean, running_var,
                        momentum, eps);
         for (int j = 0; j < cn; j++) scale[j] = save_invstd[c0 + j] * gamma[c0 + j];
-        bn_apply_chunk(be->threads, rows, &v, c0, cn, x, save_mean + c0, mean_lo, scale, beta + c0, relu, y);
+        bn_apply_chunk(be->threads, rows, &v, c0, cn, x, skip, save_mean + c0, mean_lo, scale, beta + c0, relu, y);
     }
 }
 
 static void cpu_bn_forward_train(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
                                  const float *beta, float *y, float *save_mean, float *save_invstd,
                                  float *running_mean, float *running_var, float momentum, float eps) {
-    bn_train(be, n, hw, c, x, gamma, beta, false, y, save_mean, save_invstd, running_mean, running_var, momentum,
+    bn_train(be, n, hw, c, x, NULL, gamma, beta, false, y, save_mean, save_invstd, running_mean, running_var, momentum,
              eps);
 }
 
-static void cpu_bn_relu_forward_train(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
-                                      const float *beta, float *y, float *save_mean, float *save_invstd,
-                                      float *running_mean, float *running_var, float momentum, float eps) {
-    bn_train(be, n, hw, c, x, gamma, beta, true, y, save_mean, save_invstd, running_mean, running_var, momentum,
+static void cpu_bn_relu_forward_train(Backend *be, int n, int64_t hw, int c, const float *x, const float *skip,
+                                      const float *gamma, const float *beta, float *y, float *save_mean,
+                                      float *save_invstd, float *running_mean, float *running_var, float momentum,
+                                      float eps) {
+    bn_train(be, n, hw, c, x, skip, gamma, beta, true, y, save_mean, save_invstd, running_mean, running_var, momentum,
              eps);
 }
 
@@ -386,7 +395,7 @@ static void cpu_bn_forward_eval(Backend *be, int n, int64_t hw, int c, const flo
         int cn = (int)min64(BN_CHUNK, c - c0);
         for (int j = 0; j < cn; j++)
             scale[j] = (float)(gamma[c0 + j] / sqrt((double)running_var[c0 + j] + eps));
-        bn_apply_chunk(be->threads, (int64_t)n * hw, &v, c0, cn, x, running_mean + c0, zero, scale, beta + c0,
+        bn_apply_chunk(be->threads, (int64_t)n * hw, &v, c0, cn, x, NULL, running_mean + c0, zero, scale, beta + c0,
                        false, y);
     }
 }
