@@ -32,6 +32,7 @@
 #define AVG_CB 64                   /* channels per average-pool task */
 #define FC_RB 4                     /* output rows per fully-connected task */
 #define FC_KC 256                   /* output columns per fully-connected task */
+_Static_assert(FC_RB == 4, "fc_block and matmul_rows unroll 4 rows");
 
 typedef struct CpuImpl {
     CpuConv *conv;
@@ -737,31 +738,48 @@ static void cpu_sample_scale(Backend *be, int n, int64_t inner, const float *s, 
 
 /* ---------------------------------------------------------------- fully connected */
 
-/* yi [cout] at o0..o0+rb = b [cout] + dot(xi [cin], w [cout, cin] row o), rb <= FC_RB; sums in double. */
-static void fc_dots(int cin, int rb, const float *xi, const float *w, const float *b, int o0, float *yi) {
-    double s[FC_RB] = {0};
-    for (int r = 0; r < rb; r++) {
-        const float *wo = w + (size_t)(o0 + r) * cin;
-        double acc = 0;
-#pragma omp simd reduction(+ : acc)
-        for (int k = 0; k < cin; k++) acc += (double)xi[k] * wo[k];
-        s[r] = acc;
+/* y [n, cout] at samples i0..i0+ni and outputs o0..o0+no (ni, no <= 4) = b [cout] + dot(x [n, cin] row i,
+ * w [cout, cin] row o), summed in double: 4 x 4 dot products at a time, so that every value loaded (and widened
+ * to double) serves four of them. A block short of 4 repeats its last row and drops the extra sums. */
+static void fc_block(int cin, int i0, int ni, int o0, int no, const float *x, const float *w, const float *b,
+                     int cout, float *y) {
+    const float *xr[4], *wr[4];
+    for (int r = 0; r < 4; r++) {
+        xr[r] = x + (size_t)(i0 + (r < ni ? r : ni - 1)) * cin;
+        wr[r] = w + (size_t)(o0 + (r < no ? r : no - 1)) * cin;
     }
-    for (int r = 0; r < rb; r++) yi[o0 + r] = (float)((b ? b[o0 + r] : 0.0) + s[r]);
+    const float *restrict x0 = xr[0], *restrict x1 = xr[1], *restrict x2 = xr[2], *restrict x3 = xr[3];
+    const float *restrict w0 = wr[0], *restrict w1 = wr[1], *restrict w2 = wr[2], *restrict w3 = wr[3];
+    double s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+    double s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+#pragma omp simd reduction(+ : s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33)
+    for (int k = 0; k < cin; k++) {
+        double a0 = x0[k], a1 = x1[k], a2 = x2[k], a3 = x3[k], c0 = w0[k], c1 = w1[k], c2 = w2[k], c3 = w3[k];
+        s00 += a0 * c0, s01 += a0 * c1, s02 += a0 * c2, s03 += a0 * c3;
+        s10 += a1 * c0, s11 += a1 * c1, s12 += a1 * c2, s13 += a1 * c3;
+        s20 += a2 * c0, s21 += a2 * c1, s22 += a2 * c2, s23 += a2 * c3;
+        s30 += a3 * c0, s31 += a3 * c1, s32 += a3 * c2, s33 += a3 * c3;
+    }
+    const double s[4][4] = {{s00, s01, s02, s03}, {s10, s11, s12, s13}, {s20, s21, s22, s23}, {s30, s31, s32, s33}};
+    for (int r = 0; r < ni; r++)
+        for (int q = 0; q < no; q++)
+            y[(size_t)(i0 + r) * cout + o0 + q] = (float)((b ? b[o0 + q] : 0.0) + s[r][q]);
 }
 
 static void cpu_fc_forward(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *b,
                            float *y) {
     int blocks = (cout + FC_RB - 1) / FC_RB;
+    /* a task is FC_RB rows of w (read from memory once) against every sample (x stays in cache) */
 #pragma omp parallel for schedule(static) num_threads(be->threads)
     for (int ob = 0; ob < blocks; ob++) {
-        int o0 = ob * FC_RB, rb = (int)min64(FC_RB, cout - o0);
-        for (int i = 0; i < n; i++) fc_dots(cin, rb, x + (size_t)i * cin, w, b, o0, y + (size_t)i * cout);
+        int o0 = ob * FC_RB, no = (int)min64(FC_RB, cout - o0);
+        for (int i0 = 0; i0 < n; i0 += 4) fc_block(cin, i0, (int)min64(4, n - i0), o0, no, x, w, b, cout, y);
     }
 }
 
 /* out [rows, cols] = sum_j a(r, j) * bm [inner, cols], with a(r, j) = a[r * a_rs + j * a_js]; accumulates in
- * double over tasks of FC_RB rows x FC_KC columns. */
+ * double, in order of j, over tasks of FC_RB rows x FC_KC columns: each value of bm is widened once for the
+ * task's FC_RB rows (a block short of FC_RB rows multiplies by 0 for the missing ones). */
 static void matmul_rows(int threads, int rows, int inner, int cols, const float *a, size_t a_rs, size_t a_js,
                         const float *bm, float *out) {
     int rblocks = (rows + FC_RB - 1) / FC_RB, kblocks = (cols + FC_KC - 1) / FC_KC;
@@ -770,16 +788,16 @@ static void matmul_rows(int threads, int rows, int inner, int cols, const float 
         for (int kb = 0; kb < kblocks; kb++) {
             int r0 = rbk * FC_RB, rb = (int)min64(FC_RB, rows - r0);
             int k0 = kb * FC_KC, kn = (int)min64(FC_KC, cols - k0);
-            double acc[FC_RB][FC_KC];
-            for (int r = 0; r < rb; r++)
-                for (int k = 0; k < kn; k++) acc[r][k] = 0;
+            double acc[FC_RB][FC_KC] = {{0}};
             for (int j = 0; j < inner; j++) {
-                const float *bj = bm + (size_t)j * cols + k0;
-                for (int r = 0; r < rb; r++) {
-                    double av = a[(size_t)(r0 + r) * a_rs + (size_t)j * a_js];
-                    double *ar = acc[r];
+                const float *restrict bj = bm + (size_t)j * cols + k0;
+                double av[FC_RB];
+                for (int r = 0; r < FC_RB; r++) av[r] = r < rb ? a[(size_t)(r0 + r) * a_rs + (size_t)j * a_js] : 0.0;
+                double *restrict c0 = acc[0], *restrict c1 = acc[1], *restrict c2 = acc[2], *restrict c3 = acc[3];
 #pragma omp simd
-                    for (int k = 0; k < kn; k++) ar[k] += av * bj[k];
+                for (int k = 0; k < kn; k++) {
+                    double v = bj[k];
+                    c0[k] += av[0] * v, c1[k] += av[1] * v, c2[k] += av[2] * v, c3[k] += av[3] * v;
                 }
             }
             for (int r = 0; r < rb; r++)
