@@ -49,7 +49,14 @@ int algo_grow(void **buf, size_t *cap, size_t bytes, Error *err);
 /* MixUp/CutMix target mixing of the micro-batch: targets = keep * targets + (1 - keep) * onehot(labels[perm]). */
 void algo_mix_targets(TrainState *s, float keep, const int64_t *perm);
 /* Fixed stream slots, one per algorithm that draws random numbers. */
-enum { ALGO_SLOT_MIXUP = 1, ALGO_SLOT_CUTMIX, ALGO_SLOT_COLOUT, ALGO_SLOT_STOCHASTIC_DEPTH, ALGO_SLOT_RANDAUGMENT };
+enum {
+    ALGO_SLOT_MIXUP = 1,
+    ALGO_SLOT_CUTMIX,
+    ALGO_SLOT_COLOUT,
+    ALGO_SLOT_STOCHASTIC_DEPTH,
+    ALGO_SLOT_RANDAUGMENT,
+    ALGO_SLOT_PROGRESSIVE_RESIZING,
+};
 
 
 /* blurpool: blur before strided convs (in_channels >= min_channels) and after max-pools. */
@@ -79,7 +86,7 @@ typedef struct LabelSmoothingOptions {
 extern const FieldSpec LABEL_SMOOTHING_FIELDS[];
 int label_smoothing_check(const void *options, Error *err);
 
-/* progressive_resizing: nearest-neighbour downscaling of train batches, growing to full size. */
+/* progressive_resizing: train batches shrunk (nearest-neighbour downscaling or a random crop), growing to full size. */
 typedef enum PrMode { PR_MODE_RESIZE = 0, PR_MODE_CROP } PrMode;
 typedef struct ProgressiveResizingOptions {
     int mode;                    /* PrMode; only resize is implemented */

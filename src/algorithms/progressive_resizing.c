@@ -1,6 +1,6 @@
 /* progressive_resizing.c — progressive resizing (Composer 0.9 algorithms/progressive_resizing): options,
- * checks, and the nearest-neighbour downscaling of training batches. Only mode `resize` with resize_targets
- * false is implemented. */
+ * checks, and the shrinking of training batches, by nearest-neighbour downscaling (mode resize) or by one random
+ * crop for the whole batch (mode crop). resize_targets must be false: ctrain's targets are class labels. */
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -12,7 +12,7 @@ static const char *const MODES[] = {"resize", "crop", NULL};
 
 const FieldSpec PROGRESSIVE_RESIZING_FIELDS[] = {
     {.name = "mode", .type = F_ENUM, .offset = offsetof(ProgressiveResizingOptions, mode), .def = "resize",
-     .enum_values = MODES, .help = "resize (nearest-neighbour downscaling); crop is not implemented"},
+     .enum_values = MODES, .help = "resize (nearest-neighbour downscaling) or crop (one random crop per batch)"},
     {.name = "initial_scale", .type = F_DOUBLE, .offset = offsetof(ProgressiveResizingOptions, initial_scale),
      .def = "0.5", .help = "image scale at the start"},
     {.name = "finetune_fraction", .type = F_DOUBLE,
@@ -30,8 +30,6 @@ const FieldSpec PROGRESSIVE_RESIZING_FIELDS[] = {
 /* Checks the fractions and rejects what ctrain does not implement. */
 int progressive_resizing_check(const void *options, Error *err) {
     const ProgressiveResizingOptions *o = options;
-    if (o->mode != PR_MODE_RESIZE)
-        return error_set(err, "mode: only 'resize' is implemented in ctrain (got '%s')", MODES[o->mode]);
     if (o->resize_targets)
         return error_set(err, "resize_targets: true is not implemented in ctrain (targets are class labels)");
     if (!(o->initial_scale > 0 && o->initial_scale <= 1))
@@ -61,9 +59,10 @@ static double pinned_scale(const ProgressiveResizingOptions *o, int full, double
     return nearbyint(full * scale / o->size_increment) * o->size_increment / full;
 }
 
+/* The side a batch of full x full images shrinks to: F.interpolate's output size floor(input * factor) in resize
+ * mode, int(factor * input) in crop mode (the same number, both in double). */
 int progressive_resizing_size(const ProgressiveResizingOptions *o, int full, double f) {
     double factor = pinned_scale(o, full, f);
-    /* F.interpolate's output size: floor(input * scale_factor), in double */
     return factor >= 1.0 ? full : (int)floor((double)full * factor);
 }
 
@@ -79,9 +78,23 @@ static double elapsed(const TrainState *s) {
     return (double)s->progress->batch / (double)s->tl->total_batches;
 }
 
-/* AFTER_DATALOADER: nearest-neighbour downscaling of the training batch, exactly as
+/* Crop mode, as Composer's _make_crop: the oh x ow window at (top, left) of every image, with top and left drawn
+ * once for the batch as torch.randint(H - oh) and torch.randint(W - ow) do, uniform on [0, H - oh) (so never
+ * the last offset, H - oh). In place: every row moves to a lower address. */
+static void crop_batch(TrainState *s, int oh, int ow) {
+    Rng r;
+    algo_rng_batch(&r, s, ALGO_SLOT_PROGRESSIVE_RESIZING);
+    int top = (int)rng_below(&r, (uint32_t)(s->h - oh)), left = (int)rng_below(&r, (uint32_t)(s->w - ow));
+    size_t row = (size_t)ow * s->c * sizeof(float);
+    for (int i = 0; i < s->n; i++)
+        for (int y = 0; y < oh; y++)
+            memmove(s->images + ((size_t)i * oh + y) * ow * s->c,
+                    s->images + (((size_t)i * s->h + top + y) * s->w + left) * s->c, row);
+}
+
+/* AFTER_DATALOADER: shrinks the training batch by the current factor. Mode resize downscales exactly as
  * F.interpolate(X, scale_factor=w'/W, mode='nearest', recompute_scale_factor=False): output size
- * floor(H * factor), source index floor(out * (float)(1 / factor)). */
+ * floor(H * factor), source index floor(out * (float)(1 / factor)). Mode crop: crop_batch. */
 static int resize_run(void *self, const void *options, Event e, TrainState *s, Error *err) {
     if (e != EVENT_AFTER_DATALOADER) return 0;
     Resize *m = self;
@@ -90,6 +103,12 @@ static int resize_run(void *self, const void *options, Event e, TrainState *s, E
     if (factor >= 1.0) return 0;
     int oh = (int)floor((double)s->h * factor), ow = (int)floor((double)s->w * factor);
     if (oh < 1 || ow < 1) return error_set(err, "progressive_resizing: %dx%d images would shrink to nothing", s->h, s->w);
+    if (o->mode == PR_MODE_CROP) {
+        crop_batch(s, oh, ow);
+        s->h = oh;
+        s->w = ow;
+        return 0;
+    }
     size_t bytes = (size_t)s->n * s->h * s->w * s->c * sizeof(float);
     if (algo_grow((void **)&m->copy, &m->copy_cap, bytes, err)) return -1;
     memcpy(m->copy, s->images, bytes);

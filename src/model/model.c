@@ -636,8 +636,8 @@ static bool read_once(const Model *m, int t) {
  * ADD's are read by those layers alone (the ADD's other input is then another tensor, written before). */
 static bool bn_add_relu_fusable(const Model *m, int i) {
     const Layer *l = &m->layers[i], *a = &m->layers[i + 1], *r = &m->layers[i + 2];
-    return a->kind == LAYER_ADD && r->kind == LAYER_RELU && r->in == a->out && (a->in == l->out) != (a->in2 == l->out) &&
-           read_once(m, l->out) && read_once(m, a->out);
+    return a->kind == LAYER_ADD && r->kind == LAYER_RELU && r->in == a->out &&
+           (a->in == l->out) != (a->in2 == l->out) && read_once(m, l->out) && read_once(m, a->out);
 }
 
 /* Marks in p->fuse how a training plan runs each layer: a BN runs the forward of the ADD and ReLU after it, or

@@ -57,8 +57,8 @@ expect_ok "max_duration 270ep" "$CTRAIN" train -f "$R/resnet50_spicy.yaml" --dum
 expect_ok "max_duration 28ep" "$CTRAIN" train -f "$R/mlperf-v2.0-methods.yaml" --dump
 
 # algorithm options ctrain does not implement are refused, not ignored
-expect_fail "mode: only 'resize' is implemented in ctrain" \
-  "$CTRAIN" train -f "$T/small.yaml" --algorithms.progressive_resizing.mode crop --run_dir "$T/r0"
+expect_fail "resize_targets: true is not implemented in ctrain" \
+  "$CTRAIN" train -f "$T/small.yaml" --algorithms.progressive_resizing.resize_targets true --run_dir "$T/r0"
 expect_fail "target_layer_name: ctrain implements ResNetBottleneck and ResNetBasicBlock" \
   "$CTRAIN" train -f "$T/small.yaml" --algorithms.stochastic_depth.target_layer_name Foo --run_dir "$T/r0"
 [ ! -e "$T/r0" ] || fail "a refused recipe left a run folder"

@@ -1,7 +1,7 @@
 /* test_algorithms.c — Composer's algorithms against their definitions, through their run-time hooks on a small
  * hand-made training state: label smoothing, MixUp (with label smoothing first, as the recipes order them),
  * CutMix, ColOut, progressive resizing (the per-epoch sizes of the mild recipe in composer.md, PyTorch's nearest
- * index rule), EMA after n updates and its evaluation swap, and the event order rule. */
+ * index rule, Composer's random crop), EMA after n updates and its evaluation swap, and the event order rule. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,6 +232,42 @@ static void test_progressive_resizing_batch(void **state) {
     free(self);
 }
 
+/* Crop mode, as Composer's _make_crop: at factor 0.8 the 8 x 10 images become their 6 x 8 window at one
+ * (top, left) for the whole batch, drawn uniformly from [0, H - 6) x [0, W - 8) (torch.randint(H - Hc)): over 64
+ * batches every offset pair appears, and the last ones (top 2, left 2) never. */
+static void test_progressive_resizing_crop(void **state) {
+    (void)state;
+    ProgressiveResizingOptions o = {.mode = PR_MODE_CROP, .initial_scale = 0.8, .delay_fraction = 0.5,
+                                    .finetune_fraction = 0.2, .size_increment = 2};
+    void *self = calloc(1, PROGRESSIVE_RESIZING_IMPL.state_size);
+    Error err;
+    int seen[3][3] = {{0}};
+    for (int64_t batch = 0; batch < 64; batch++) {
+        Fixture f;
+        fixture_init(&f);
+        f.tl.max_duration = (TimeSpec){.value = 10, .unit = TIME_EPOCH, .set = true};
+        f.pg.epoch = 1;
+        f.pg.batch = batch;
+        assert_int_equal(PROGRESSIVE_RESIZING_IMPL.run(self, &o, EVENT_AFTER_DATALOADER, &f.s, &err), 0);
+        assert_int_equal(f.s.w, 8);
+        assert_int_equal(f.s.h, 6); /* int(0.8 * 8) */
+        /* the fixture's pixel values are their indices: the first one gives the window's corner */
+        int top = (int)f.images[0] / (W * C), left = (int)f.images[0] / C % W;
+        assert_true(top < 2 && left < 2);
+        seen[top][left]++;
+        for (int i = 0; i < N; i++)
+            for (int y = 0; y < 6; y++)
+                for (int x = 0; x < 8; x++)
+                    for (int c = 0; c < C; c++)
+                        assert_true(f.images[(((size_t)i * 6 + y) * 8 + x) * C + c] ==
+                                    f.original[(((size_t)i * H + top + y) * W + left + x) * C + c]);
+    }
+    for (int t = 0; t < 2; t++)
+        for (int l = 0; l < 2; l++) assert_true(seen[t][l] > 0);
+    PROGRESSIVE_RESIZING_IMPL.destroy(self, NULL);
+    free(self);
+}
+
 /* EMA with half_life 4ba, update_interval 2ba: smoothing 2^-0.5 per update at batches 2, 4, 6; weights and BN
  * buffers averaged; evaluation sees the averages and training gets its weights back. */
 static void test_ema(void **state) {
@@ -287,6 +323,7 @@ int main(void) {
         cmocka_unit_test(test_colout),
         cmocka_unit_test(test_progressive_resizing_sizes),
         cmocka_unit_test(test_progressive_resizing_batch),
+        cmocka_unit_test(test_progressive_resizing_crop),
         cmocka_unit_test(test_ema),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

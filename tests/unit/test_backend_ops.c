@@ -561,7 +561,8 @@ static void test_bn_relu_fused_exact(void **state) {
         assert_true(same_bits("bn+relu dx", dx1, dx0, n, 4));
         assert_true(same_bits("bn+relu dgamma", dg1, dg0, c, 4));
         assert_true(same_bits("bn+relu dbeta", db1, db0, c, 4));
-        float *all[] = {x, g, be_, dy, skip, rm0, rv0, rm1, rv1, bn, y0, y1, m0, m1, s0, s1, g0, dx0, dx1, dg0, dg1, db0, db1};
+        float *all[] = {x,  g,  be_, dy, skip, rm0, rv0, rm1, rv1, bn,  y0,  y1,
+                        m0, m1, s0,  s1, g0,   dx0, dx1, dg0, dg1, db0, db1};
         for (size_t j = 0; j < sizeof all / sizeof *all; j++) free(all[j]);
     }
 }

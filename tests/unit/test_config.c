@@ -608,7 +608,7 @@ static void test_algorithm_checks(void **state) {
          "bad.yaml:2: algorithms.ema: half_life and update_interval must be in the same unit"},
         {"algorithms:\n  - ema: {half_life: 0.5dur}\n", "half_life must be in ba or ep"},
         {"algorithms:\n  - label_smoothing: {smoothing: 1.0}\n", "algorithms.label_smoothing: smoothing must be"},
-        {"algorithms:\n  - progressive_resizing: {mode: crop}\n", "mode: only 'resize' is implemented"},
+        {"algorithms:\n  - progressive_resizing: {mode: zoom}\n", "expected one of resize, crop, got 'zoom'"},
         {"algorithms:\n  - progressive_resizing: {resize_targets: true}\n", "resize_targets: true is not"},
         {"algorithms:\n  - randaugment: {augmentation_set: fancy}\n",
          "algorithms.randaugment.augmentation_set: expected one of all, safe, original, got 'fancy'"},
