@@ -121,11 +121,11 @@ typedef struct SamOptions {
 extern const FieldSpec SAM_FIELDS[];
 int sam_check(const void *options, Error *err);
 
-/* colout: drop random rows and columns of whole batches. */
+/* colout: drop random rows and columns, the same for the whole batch or drawn for each image. */
 typedef enum ColoutResizeTarget { COLOUT_TARGET_AUTO = 0, COLOUT_TARGET_TRUE, COLOUT_TARGET_FALSE } ColoutResizeTarget;
 typedef struct ColoutOptions {
     double p_row, p_col;
-    bool batch;                  /* must be true (batch-wise ColOut) */
+    bool batch;                  /* the same rows and columns for the whole batch; false: for each image */
     int resize_target;           /* ColoutResizeTarget; true is rejected (targets are class labels) */
 } ColoutOptions;
 extern const FieldSpec COLOUT_FIELDS[];

@@ -1,5 +1,5 @@
-/* colout.c — ColOut (Composer 0.9 algorithms/colout): recipe options and checks. Only the batch-wise form
- * is implemented. */
+/* colout.c — ColOut (Composer 0.9 algorithms/colout): recipe options, checks, and the dropping of random rows and
+ * columns, the same for the whole batch (batch: true) or drawn for each image (batch: false). */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +14,7 @@ const FieldSpec COLOUT_FIELDS[] = {
     {.name = "p_col", .type = F_DOUBLE, .offset = offsetof(ColoutOptions, p_col), .def = "0.15",
      .help = "fraction of columns dropped"},
     {.name = "batch", .type = F_BOOL, .offset = offsetof(ColoutOptions, batch), .def = "true",
-     .help = "the same rows/columns for the whole batch, on the device (false is not implemented)"},
+     .help = "the same rows/columns for the whole batch (false: drawn for each image)"},
     {.name = "resize_target", .type = F_ENUM, .offset = offsetof(ColoutOptions, resize_target), .def = "auto",
      .enum_values = RESIZE_TARGET, .help = "auto or false: targets are class labels"},
     {0},
@@ -25,8 +25,6 @@ int colout_check(const void *options, Error *err) {
     const ColoutOptions *o = options;
     if (!(o->p_row >= 0 && o->p_row < 1)) return error_set(err, "p_row must be in [0, 1) (got %g)", o->p_row);
     if (!(o->p_col >= 0 && o->p_col < 1)) return error_set(err, "p_col must be in [0, 1) (got %g)", o->p_col);
-    if (!o->batch)
-        return error_set(err, "batch: false (per-image ColOut in the data loader) is not implemented in ctrain");
     if (o->resize_target == COLOUT_TARGET_TRUE)
         return error_set(err, "resize_target: true is not implemented in ctrain (targets are class labels)");
     return 0;
@@ -44,8 +42,18 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* AFTER_DATALOADER (batch mode): keep int((1 - p_row) H) rows and int((1 - p_col) W) columns, chosen at random
- * (sorted, the same for the whole batch, as Composer's colout_batch), so the batch shrinks to those. */
+/* Draws the kh rows of h and kw columns of w to keep into m->rows, m->cols [kh], [kw], in increasing order, as
+ * colout_batch's sorted(torch.randperm(H)[:kh]). */
+static void draw_kept(Rng *r, Colout *m, int h, int w, int kh, int kw) {
+    rng_permutation(r, m->rows, h);
+    rng_permutation(r, m->cols, w);
+    qsort(m->rows, (size_t)kh, sizeof *m->rows, cmp_i64);
+    qsort(m->cols, (size_t)kw, sizeof *m->cols, cmp_i64);
+}
+
+/* AFTER_DATALOADER: keep int((1 - p_row) H) rows and int((1 - p_col) W) columns of every image, chosen at random
+ * (sorted; once for the whole batch as Composer's colout_batch does with batch: true, or image by image as its
+ * ColOutTransform does in the dataset with batch: false), so the batch shrinks to those. */
 static int colout_run(void *self, const void *options, Event e, TrainState *s, Error *err) {
     if (e != EVENT_AFTER_DATALOADER) return 0;
     Colout *m = self;
@@ -61,18 +69,16 @@ static int colout_run(void *self, const void *options, Event e, TrainState *s, E
         return -1;
     Rng r;
     algo_rng_batch(&r, s, ALGO_SLOT_COLOUT);
-    rng_permutation(&r, m->rows, s->h);
-    rng_permutation(&r, m->cols, s->w);
-    qsort(m->rows, (size_t)kh, sizeof *m->rows, cmp_i64);
-    qsort(m->cols, (size_t)kw, sizeof *m->cols, cmp_i64);
     memcpy(m->copy, s->images, bytes);
     float *dst = s->images;
-    for (int i = 0; i < s->n; i++)
+    for (int i = 0; i < s->n; i++) {
+        if (i == 0 || !o->batch) draw_kept(&r, m, s->h, s->w, kh, kw);
         for (int y = 0; y < kh; y++)
             for (int x = 0; x < kw; x++) {
                 const float *p = m->copy + (((size_t)i * s->h + m->rows[y]) * s->w + m->cols[x]) * s->c;
                 for (int c = 0; c < s->c; c++) *dst++ = p[c];
             }
+    }
     s->h = kh;
     s->w = kw;
     return 0;

@@ -161,30 +161,39 @@ static void test_cutmix(void **state) {
     free(self);
 }
 
+/* ColOut keeps int((1 - p_row) H) rows and int((1 - p_col) W) columns in order: with batch true the same for
+ * every sample, with batch false drawn for each (the six images do not all keep the same rows). */
 static void test_colout(void **state) {
     (void)state;
-    Fixture f;
-    fixture_init(&f);
-    ColoutOptions o = {.p_row = 0.25, .p_col = 0.15, .batch = true};
-    void *self = calloc(1, COLOUT_IMPL.state_size);
-    Error err;
-    assert_int_equal(COLOUT_IMPL.run(self, &o, EVENT_AFTER_DATALOADER, &f.s, &err), 0);
-    assert_int_equal(f.s.h, (int)(0.75 * H)); /* int((1 - p_row) * H) */
-    assert_int_equal(f.s.w, (int)(0.85 * W));
-    /* rows and columns kept in order, the same for every sample */
-    int rows[H], cols[W];
-    for (int y = 0; y < f.s.h; y++) rows[y] = (int)(f.images[(size_t)y * f.s.w * C] - 0) / (W * C);
-    for (int x = 0; x < f.s.w; x++) cols[x] = (int)(f.images[(size_t)x * C] / C) % W;
-    for (int y = 1; y < f.s.h; y++) assert_true(rows[y] > rows[y - 1]);
-    for (int x = 1; x < f.s.w; x++) assert_true(cols[x] > cols[x - 1]);
-    for (int i = 0; i < N; i++)
-        for (int y = 0; y < f.s.h; y++)
-            for (int x = 0; x < f.s.w; x++)
-                for (int c = 0; c < C; c++)
-                    assert_true(f.images[(((size_t)i * f.s.h + y) * f.s.w + x) * C + c] ==
-                                f.original[(((size_t)i * H + rows[y]) * W + cols[x]) * C + c]);
-    COLOUT_IMPL.destroy(self, &f.s);
-    free(self);
+    for (int per_image = 0; per_image < 2; per_image++) {
+        Fixture f;
+        fixture_init(&f);
+        ColoutOptions o = {.p_row = 0.25, .p_col = 0.15, .batch = !per_image};
+        void *self = calloc(1, COLOUT_IMPL.state_size);
+        Error err;
+        assert_int_equal(COLOUT_IMPL.run(self, &o, EVENT_AFTER_DATALOADER, &f.s, &err), 0);
+        assert_int_equal(f.s.h, (int)(0.75 * H)); /* int((1 - p_row) * H) */
+        assert_int_equal(f.s.w, (int)(0.85 * W));
+        int rows[N][H], cols[N][W], same = 1;
+        for (int i = 0; i < N; i++) {
+            /* the fixture's pixel values are their indices: row and column of each kept pixel */
+            const float *img = f.images + (size_t)i * f.s.h * f.s.w * C;
+            for (int y = 0; y < f.s.h; y++) rows[i][y] = (int)img[(size_t)y * f.s.w * C] / (W * C) % H;
+            for (int x = 0; x < f.s.w; x++) cols[i][x] = (int)img[(size_t)x * C] / C % W;
+            for (int y = 1; y < f.s.h; y++) assert_true(rows[i][y] > rows[i][y - 1]);
+            for (int x = 1; x < f.s.w; x++) assert_true(cols[i][x] > cols[i][x - 1]);
+            for (int y = 0; y < f.s.h; y++)
+                for (int x = 0; x < f.s.w; x++)
+                    for (int c = 0; c < C; c++)
+                        assert_true(img[((size_t)y * f.s.w + x) * C + c] ==
+                                    f.original[(((size_t)i * H + rows[i][y]) * W + cols[i][x]) * C + c]);
+            same &= !memcmp(rows[i], rows[0], (size_t)f.s.h * sizeof(int)) &&
+                    !memcmp(cols[i], cols[0], (size_t)f.s.w * sizeof(int));
+        }
+        assert_int_equal(same, !per_image);
+        COLOUT_IMPL.destroy(self, &f.s);
+        free(self);
+    }
 }
 
 /* The mild recipe at 32 epochs on 176 px crops: the sizes composer.md lists per epoch. */

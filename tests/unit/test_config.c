@@ -615,7 +615,7 @@ static void test_algorithm_checks(void **state) {
         {"algorithms:\n  - stochastic_depth: {target_layer_name: ResNetBottleneck, stochastic_method: sample, "
          "drop_warmup: 0.1dur}\n",
          "drop_warmup must be 0 with stochastic_method sample"},
-        {"algorithms:\n  - colout: {batch: false}\n", "batch: false"},
+        {"algorithms:\n  - colout: {resize_target: true}\n", "resize_target: true is not implemented"},
         {"algorithms:\n  - sam: {interval: 0}\n", "interval must be >= 1"},
         {"algorithms:\n  - channels_last: {foo: 1}\n", "unknown key 'algorithms.channels_last.foo'"},
         {"algorithms:\n  - ema: {smoothing: 0.9}\n", "unknown key 'algorithms.ema.smoothing'"},
