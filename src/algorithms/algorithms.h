@@ -89,7 +89,7 @@ int label_smoothing_check(const void *options, Error *err);
 /* progressive_resizing: train batches shrunk (nearest-neighbour downscaling or a random crop), growing to full size. */
 typedef enum PrMode { PR_MODE_RESIZE = 0, PR_MODE_CROP } PrMode;
 typedef struct ProgressiveResizingOptions {
-    int mode;                    /* PrMode; only resize is implemented */
+    int mode;                    /* PrMode */
     double initial_scale, finetune_fraction, delay_fraction;
     int size_increment;
     bool resize_targets;         /* must be false */

@@ -92,23 +92,9 @@ static void crop_batch(TrainState *s, int oh, int ow) {
                     s->images + (((size_t)i * s->h + top + y) * s->w + left) * s->c, row);
 }
 
-/* AFTER_DATALOADER: shrinks the training batch by the current factor. Mode resize downscales exactly as
- * F.interpolate(X, scale_factor=w'/W, mode='nearest', recompute_scale_factor=False): output size
- * floor(H * factor), source index floor(out * (float)(1 / factor)). Mode crop: crop_batch. */
-static int resize_run(void *self, const void *options, Event e, TrainState *s, Error *err) {
-    if (e != EVENT_AFTER_DATALOADER) return 0;
-    Resize *m = self;
-    const ProgressiveResizingOptions *o = options;
-    double f = elapsed(s), factor = pinned_scale(o, s->w, f);
-    if (factor >= 1.0) return 0;
-    int oh = (int)floor((double)s->h * factor), ow = (int)floor((double)s->w * factor);
-    if (oh < 1 || ow < 1) return error_set(err, "progressive_resizing: %dx%d images would shrink to nothing", s->h, s->w);
-    if (o->mode == PR_MODE_CROP) {
-        crop_batch(s, oh, ow);
-        s->h = oh;
-        s->w = ow;
-        return 0;
-    }
+/* Resize mode, exactly as F.interpolate(X, scale_factor=factor, mode='nearest', recompute_scale_factor=False):
+ * source index floor(out * (float)(1 / factor)), from a copy of the batch in m. */
+static int downscale_batch(Resize *m, TrainState *s, double factor, int oh, int ow, Error *err) {
     size_t bytes = (size_t)s->n * s->h * s->w * s->c * sizeof(float);
     if (algo_grow((void **)&m->copy, &m->copy_cap, bytes, err)) return -1;
     memcpy(m->copy, s->images, bytes);
@@ -125,6 +111,23 @@ static int resize_run(void *self, const void *options, Event e, TrainState *s, E
                 for (int c = 0; c < s->c; c++) *dst++ = p[c];
             }
         }
+    return 0;
+}
+
+/* AFTER_DATALOADER: shrinks the training batch by the current factor to floor(H * factor) x floor(W * factor),
+ * by downscale_batch (mode resize) or crop_batch (mode crop). */
+static int resize_run(void *self, const void *options, Event e, TrainState *s, Error *err) {
+    if (e != EVENT_AFTER_DATALOADER) return 0;
+    const ProgressiveResizingOptions *o = options;
+    double f = elapsed(s), factor = pinned_scale(o, s->w, f);
+    if (factor >= 1.0) return 0;
+    int oh = (int)floor((double)s->h * factor), ow = (int)floor((double)s->w * factor);
+    if (oh < 1 || ow < 1)
+        return error_set(err, "progressive_resizing: %dx%d images would shrink to nothing", s->h, s->w);
+    if (o->mode == PR_MODE_CROP)
+        crop_batch(s, oh, ow);
+    else if (downscale_batch(self, s, factor, oh, ow, err))
+        return -1;
     s->h = oh;
     s->w = ow;
     return 0;

@@ -343,16 +343,16 @@ SEG_INLINE void apply_segment(int seg, const ActView *v, int ch, int64_t start, 
 
 /* apply_segment over channels [c0, c0+cn) of every row, in memory order; the per-channel arrays are [cn]. */
 static void bn_apply_chunk(int threads, int64_t rows, const ActView *v, int c0, int cn, const float *x,
-                           const float *skip, const float *mean, const float *mean_lo, const float *scale, const float *shift,
-                           bool relu, float *y) {
+                           const float *skip, const float *mean, const float *mean_lo, const float *scale,
+                           const float *shift, bool relu, float *y) {
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int t = 0; t < threads; t++) {
         TileWalk tw = tiles_start(v, rows, cn, t, threads);
         int j;
         int64_t start, end;
         while (tiles_next(&tw, &j, &start, &end))
-            SEG_DISPATCH(tw.seg, apply_segment, v, c0 + j, start, end, x, skip, mean + j, mean_lo + j, scale + j,
-                         shift + j, relu, y);
+            SEG_DISPATCH(tw.seg, apply_segment, v, c0 + j, start, end, x, skip, mean + j, mean_lo + j,
+                         scale + j, shift + j, relu, y);
     }
 }
 
@@ -375,16 +375,16 @@ static void bn_train(Backend *be, int n, int64_t hw, int c, const float *x, cons
 static void cpu_bn_forward_train(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
                                  const float *beta, float *y, float *save_mean, float *save_invstd,
                                  float *running_mean, float *running_var, float momentum, float eps) {
-    bn_train(be, n, hw, c, x, NULL, gamma, beta, false, y, save_mean, save_invstd, running_mean, running_var, momentum,
-             eps);
+    bn_train(be, n, hw, c, x, NULL, gamma, beta, false, y, save_mean, save_invstd, running_mean, running_var,
+             momentum, eps);
 }
 
 static void cpu_bn_relu_forward_train(Backend *be, int n, int64_t hw, int c, const float *x, const float *skip,
                                       const float *gamma, const float *beta, float *y, float *save_mean,
                                       float *save_invstd, float *running_mean, float *running_var, float momentum,
                                       float eps) {
-    bn_train(be, n, hw, c, x, skip, gamma, beta, true, y, save_mean, save_invstd, running_mean, running_var, momentum,
-             eps);
+    bn_train(be, n, hw, c, x, skip, gamma, beta, true, y, save_mean, save_invstd, running_mean, running_var,
+             momentum, eps);
 }
 
 static void cpu_bn_forward_eval(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
@@ -396,8 +396,8 @@ static void cpu_bn_forward_eval(Backend *be, int n, int64_t hw, int c, const flo
         int cn = (int)min64(BN_CHUNK, c - c0);
         for (int j = 0; j < cn; j++)
             scale[j] = (float)(gamma[c0 + j] / sqrt((double)running_var[c0 + j] + eps));
-        bn_apply_chunk(be->threads, (int64_t)n * hw, &v, c0, cn, x, NULL, running_mean + c0, zero, scale, beta + c0,
-                       false, y);
+        bn_apply_chunk(be->threads, (int64_t)n * hw, &v, c0, cn, x, NULL, running_mean + c0, zero, scale,
+                       beta + c0, false, y);
     }
 }
 
