@@ -96,6 +96,12 @@ int conv_desc_init(ConvDesc *d, int n, int h, int w, int cin, int cout, int k, i
     return 0;
 }
 
+int conv_desc_check_f32(const ConvDesc *d, const char *backend, Error *err) {
+    if (d->t.x == ACT_F32 && d->t.y == ACT_F32 && d->t.dx == ACT_F32 && d->t.dy == ACT_F32) return 0;
+    return error_set(err, "the %s backend keeps activations in fp32 only (a convolution asked for bf16 storage)",
+                     backend);
+}
+
 int pool_desc_init(PoolDesc *d, int n, int h, int w, int c, int k, int stride, int pad, Error *err) {
     *d = (PoolDesc){.n = n, .h = h, .w = w, .c = c, .k = k, .stride = stride, .pad = pad};
     if (n <= 0 || h <= 0 || w <= 0 || c <= 0 || k <= 0 || stride <= 0 || pad < 0 || pad * 2 > k)

@@ -10,11 +10,12 @@
  * Conventions for every operation:
  *   - Pointers are backend memory (from ops->alloc). On CPU backends that is host memory; on cuda it is device
  *     memory, reached from the host only through upload/download.
- *   - Activations are fp32, shapes written outermost first as NHWC: x [n, h, w, c]. In memory they are NHWC,
- *     except on a backend with act_block B > 0 (see Backend), which keeps an activation whose channel count c
- *     is a multiple of B in oneDNN's blocked layout nChwBc: [n, c/B, h, w, B]. Every operation decides the
- *     layout of a tensor from its own channel count, so producers and consumers agree; with h = w = 1 the two
- *     layouts are the same bytes, and elementwise operations do not care. Host code converts with
+ *   - Activations are fp32 (bf16 only where an ActTypes says so, see ActType), shapes written outermost first
+ *     as NHWC: x [n, h, w, c]. In memory they are NHWC, except on a backend with act_block B > 0 (see Backend),
+ *     which keeps an activation whose channel count c is a multiple of B in oneDNN's blocked layout nChwBc:
+ *     [n, c/B, h, w, B]. Every operation decides the layout of a tensor from its own channel count, so
+ *     producers and consumers agree; with h = w = 1 the two layouts are the same bytes, and elementwise
+ *     operations do not care. Host code converts with
  *     act_layout_pack/act_layout_unpack (the trainer's input images have 1 or 3 channels and stay NHWC).
  *   - Weights are PyTorch's layouts: conv [cout, cin, kh, kw] (OIHW), fc [cout, cin].
  *   - Backward operations WRITE (not accumulate) their outputs; the model accumulates where needed.
@@ -34,11 +35,23 @@
 
 #include "core/error.h"
 
+/* How an activation or gradient is stored. ACT_BF16: each value is a bf16 (the upper 16 bits of its fp32, rounded
+ * to nearest even), in the same layout, so the buffer holds half the bytes. Only a backend with ops->bf16_store
+ * takes bf16 storage, and only while be->bf16; everywhere else everything is ACT_F32. */
+typedef enum ActType { ACT_F32 = 0, ACT_BF16 = 1 } ActType;
+
+/* The storage of the four activations of a convolution (or of a batch norm: x its input, y its output, dy and dx
+ * their gradients). Zero-initialized: all fp32. */
+typedef struct ActTypes {
+    ActType x, y, dx, dy;
+} ActTypes;
+
 /* Geometry of one 2-D convolution (square kernel, symmetric zero padding, no dilation, groups = 1). */
 typedef struct ConvDesc {
     int n, h, w, cin;                /* input  x [n, h, w, cin] */
     int cout, k, stride, pad;        /* weight w [cout, cin, k, k] */
     int oh, ow;                      /* output y [n, oh, ow, cout] */
+    ActTypes t;                      /* storage of x, y, dx, dy (conv_desc_init: all fp32) */
 } ConvDesc;
 
 /* Geometry of a 2-D max pool (square window, symmetric padding with -inf). */
@@ -73,6 +86,8 @@ typedef struct BackendOps {
     const char *name;
     bool bf16;   /* can compute convolutions and the FC in bf16 (see Backend.bf16) */
     bool gpu;    /* runs on a GPU: precision "auto" means bf16 there, fp32 elsewhere */
+    bool bf16_store; /* with be->bf16, takes ACT_BF16 storage (ActTypes) in convolution plans and in the fused
+                      * bn_relu operations: the model then keeps the tensors that pass only between those in bf16 */
 
     /* ---- memory ---- */
     void *(*alloc)(Backend *be, size_t bytes);                    /* zero-filled, 64-byte aligned; NULL on OOM */
@@ -86,12 +101,13 @@ typedef struct BackendOps {
     /* ---- convolution: a plan holds the per-shape state (primitives, algorithms, scratch) ---- */
     int (*conv_plan)(Backend *be, const ConvDesc *d, void **plan, Error *err);
     void (*conv_plan_free)(Backend *be, void *plan);
+    /* Activations are stored as the plan's ConvDesc.t says (fp32 unless ops->bf16_store). */
     /* y [n,oh,ow,cout] = conv(x [n,h,w,cin], w [cout,cin,k,k]) */
-    int (*conv_forward)(Backend *be, void *plan, const float *x, const float *w, float *y, Error *err);
+    int (*conv_forward)(Backend *be, void *plan, const void *x, const float *w, void *y, Error *err);
     /* dx [n,h,w,cin] from dy [n,oh,ow,cout], w [cout,cin,k,k] */
-    int (*conv_backward_data)(Backend *be, void *plan, const float *dy, const float *w, float *dx, Error *err);
+    int (*conv_backward_data)(Backend *be, void *plan, const void *dy, const float *w, void *dx, Error *err);
     /* dw [cout,cin,k,k] from x [n,h,w,cin], dy [n,oh,ow,cout] */
-    int (*conv_backward_weights)(Backend *be, void *plan, const float *x, const float *dy, float *dw, Error *err);
+    int (*conv_backward_weights)(Backend *be, void *plan, const void *x, const void *dy, float *dw, Error *err);
 
     /* ---- batch norm of x [n, hw, c] over its n*hw rows per channel (PyTorch BatchNorm2d semantics) ---- */
     /* Training: normalize with the batch mean and biased variance; save mean and 1/sqrt(var+eps) for
@@ -108,16 +124,18 @@ typedef struct BackendOps {
                         const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
                         float *dbeta);
     /* Optional fused forms (NULL: the model calls the operations one by one): batch norm followed by ReLU, or
-     * in forward by an add of skip [n, hw, c] and then ReLU, bit-identical to them. Forward: y = max(
-     * bn_forward_train(x) (+ skip), 0); the BN's own output (and the add's) is never stored. Backward:
-     * bn_backward of dy * (y > 0), with y the ReLU's output [n, hw, c] and dy its gradient. */
-    void (*bn_relu_forward_train)(Backend *be, int n, int64_t hw, int c, const float *x, const float *skip,
-                                  const float *gamma, const float *beta, float *y, float *save_mean,
-                                  float *save_invstd, float *running_mean, float *running_var, float momentum,
-                                  float eps);
-    void (*bn_relu_backward)(Backend *be, int n, int64_t hw, int c, const float *x, const float *y, const float *dy,
-                             const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
-                             float *dgamma, float *dbeta);
+     * in forward by an add of skip [n, hw, c] (fp32) and then ReLU, bit-identical to them on fp32 storage.
+     * Forward: y = max(bn_forward_train(x) (+ skip), 0); the BN's own output (and the add's) is never stored.
+     * Backward: bn_backward of dy * (y > 0), with y the ReLU's output [n, hw, c] and dy its gradient; y NULL:
+     * plain bn_backward of dy (a BN whose ReLU ran in the ADD after it). x, y, dy, dx are stored as t says
+     * (all ACT_F32 unless ops->bf16_store); the sums and the arithmetic stay fp32 and double either way. */
+    void (*bn_relu_forward_train)(Backend *be, int n, int64_t hw, int c, ActTypes t, const void *x,
+                                  const float *skip, const float *gamma, const float *beta, void *y,
+                                  float *save_mean, float *save_invstd, float *running_mean, float *running_var,
+                                  float momentum, float eps);
+    void (*bn_relu_backward)(Backend *be, int n, int64_t hw, int c, ActTypes t, const void *x, const void *y,
+                             const void *dy, const float *gamma, const float *save_mean, const float *save_invstd,
+                             void *dx, float *dgamma, float *dbeta);
 
     /* ---- elementwise over n floats ---- */
     void (*relu_forward)(Backend *be, int64_t n, const float *x, float *y); /* may run in place (x == y) */
@@ -223,6 +241,8 @@ int act_upload(Backend *be, float *dst, const float *src, int n, int64_t hw, int
 
 /* Fills the output size of a convolution; returns -1 with err when the output would be empty. */
 int conv_desc_init(ConvDesc *d, int n, int h, int w, int cin, int cout, int k, int stride, int pad, Error *err);
+/* 0 when every activation of d is fp32; else -1 with err naming the backend (one without ops->bf16_store). */
+int conv_desc_check_f32(const ConvDesc *d, const char *backend, Error *err);
 /* Fills the output size of a max pool; returns -1 with err when the output would be empty. */
 int pool_desc_init(PoolDesc *d, int n, int h, int w, int c, int k, int stride, int pad, Error *err);
 

@@ -336,6 +336,9 @@ static size_t tensor_numel(const Model *m, const Plan *p, int t) {
     return (size_t)p->n * p->th[t] * p->tw[t] * m->channels[t];
 }
 
+/* Bytes of numel values stored as type. */
+static size_t act_bytes(size_t numel, uint8_t type) { return numel * (type == ACT_BF16 ? 2 : sizeof(float)); }
+
 /* Spatial sizes of every tensor and the layer descriptors; no memory yet. */
 static int plan_shapes(Model *m, Plan *p, Error *err) {
     p->th[0] = p->h;
@@ -489,7 +492,10 @@ static void plan_grad_share(const Model *m, const Plan *p, int *share) {
 static void plan_lives(const Model *m, const Plan *p, const int *share, Life *life) {
     int T = m->n_tensors, L = m->n_layers, last = 2 * L + 1, out = model_output(m);
     for (int t = 0; t < 2 * T; t++) life[t] = (Life){.start = INT32_MAX, .end = -2};
-    for (int t = 0; t < T; t++) life[t].bytes = life[T + t].bytes = tensor_numel(m, p, t) * sizeof(float);
+    for (int t = 0; t < T; t++) {
+        life[t].bytes = act_bytes(tensor_numel(m, p, t), p->atype[t]);
+        life[T + t].bytes = act_bytes(tensor_numel(m, p, t), p->gtype[t]);
+    }
     /* the input is written before the step and read by the first layer's backward; the logits are read by
      * the loss and by the trainer after the step */
     extend(&life[0], -1);
@@ -666,6 +672,51 @@ static void plan_fuse(const Model *m, Plan *p) {
     }
 }
 
+/* Whether every reader of tensor t (at least one) is a convolution, and t is not the model's output. */
+static bool read_by_convs(const Model *m, int t) {
+    int readers = 0;
+    for (int j = 0; j < m->n_layers; j++) {
+        int r = layer_reads(&m->layers[j], t);
+        if (r && m->layers[j].kind != LAYER_CONV) return false;
+        readers += r;
+    }
+    return readers > 0 && t != model_output(m);
+}
+
+/* The one layer that reads tensor t, or -1 (none, or several). */
+static int only_reader(const Model *m, int t) {
+    int at = -1;
+    for (int j = 0; j < m->n_layers; j++) {
+        int r = layer_reads(&m->layers[j], t);
+        if (r > 1 || (r && at >= 0)) return -1;
+        if (r) at = j;
+    }
+    return t == model_output(m) ? -1 : at;
+}
+
+/* Marks in p->atype and p->gtype the tensors a bf16 training plan keeps in bf16 (on a backend with bf16_store;
+ * convolutions read bf16 there anyway, so storing bf16 changes no product, only where the rounding happens):
+ * a convolution's output whose only reader is a fused BN (the BN reads it, and writes its gradient for the
+ * convolution's backward), and the ReLU output of a fused BN that only convolutions read (its gradient too when
+ * one convolution reads it: written once by that convolution's backward, read by the BN's). The residual stream,
+ * the input, pooling and everything else stay fp32. */
+static void plan_store(const Model *m, Plan *p) {
+    p->bf16_store = false;
+    if (!p->train || !m->be->bf16 || !m->be->ops->bf16_store) return;
+    for (int i = 0; i < m->n_layers; i++) {
+        const Layer *l = &m->layers[i];
+        int j = l->kind == LAYER_CONV ? only_reader(m, l->out) : -1;
+        if (j >= 0 && m->layers[j].kind == LAYER_BN && p->fuse[j] != FUSE_NONE)
+            p->atype[l->out] = p->gtype[l->out] = ACT_BF16;
+        if (l->kind != LAYER_BN || p->fuse[i] != FUSE_RELU) continue;
+        int lo = run_out(m, p, i);
+        if (!read_by_convs(m, lo)) continue;
+        p->atype[lo] = ACT_BF16;
+        if (only_reader(m, lo) >= 0) p->gtype[lo] = ACT_BF16;
+    }
+    for (int t = 0; t < m->n_tensors; t++) p->bf16_store |= p->atype[t] == ACT_BF16 || p->gtype[t] == ACT_BF16;
+}
+
 int plan_create(Model *m, int n, int h, int w, bool train, Plan **out, Error *err) {
     *out = NULL;
     Plan *p = calloc(1, sizeof *p);
@@ -687,11 +738,14 @@ int plan_create(Model *m, int n, int h, int w, bool train, Plan **out, Error *er
     p->host_mask = calloc((size_t)(n > 0 ? n : 1), sizeof *p->host_mask);
     p->skip = calloc((size_t)(L > 0 ? L : 1), 1);
     p->fuse = calloc((size_t)(L > 0 ? L : 1), 1);
+    p->atype = calloc((size_t)T, 1);
+    p->gtype = calloc((size_t)T, 1);
     p->conv = calloc((size_t)L, sizeof *p->conv);
     p->cdesc = calloc((size_t)L, sizeof *p->cdesc);
     p->pdesc = calloc((size_t)L, sizeof *p->pdesc);
     if (!p->th || !p->tw || !p->act || !p->grad || !p->written || !p->bn_mean || !p->bn_invstd || !p->argmax ||
-        !p->mask || !p->host_mask || !p->skip || !p->fuse || !p->conv || !p->cdesc || !p->pdesc) {
+        !p->mask || !p->host_mask || !p->skip || !p->fuse || !p->atype || !p->gtype || !p->conv || !p->cdesc ||
+        !p->pdesc) {
         plan_destroy(m, p);
         return error_set(err, "out of memory");
     }
@@ -700,6 +754,7 @@ int plan_create(Model *m, int n, int h, int w, bool train, Plan **out, Error *er
         return -1;
     }
     plan_fuse(m, p);
+    plan_store(m, p);
     Carver measure = {NULL, 0};
     if (plan_layout(m, p, &measure, err)) {
         plan_destroy(m, p);
@@ -719,7 +774,10 @@ int plan_create(Model *m, int n, int h, int w, bool train, Plan **out, Error *er
         return -1;
     }
     for (int i = 0; i < L; i++) {
-        if (m->layers[i].kind != LAYER_CONV) continue;
+        const Layer *l = &m->layers[i];
+        if (l->kind != LAYER_CONV) continue;
+        p->cdesc[i].t = (ActTypes){.x = p->atype[l->in], .y = p->atype[l->out], .dx = p->gtype[l->in],
+                                   .dy = p->gtype[l->out]};
         int rc = m->be->ops->conv_plan(m->be, &p->cdesc[i], &p->conv[i], err);
         if (rc) {
             error_prefix(err, "%s", m->layers[i].name);
@@ -749,6 +807,8 @@ void plan_destroy(Model *m, Plan *p) {
     free(p->host_mask);
     free(p->skip);
     free(p->fuse);
+    free(p->atype);
+    free(p->gtype);
     free(p->conv);
     free(p->cdesc);
     free(p->pdesc);
@@ -796,6 +856,9 @@ int model_forward(Model *m, Plan *p, bool train, Error *err) {
     Backend *be = m->be;
     const BackendOps *ops = be->ops;
     if (train && !p->train) return error_set(err, "model_forward: training needs a training plan");
+    if (!train && p->bf16_store)
+        return error_set(err, "model_forward: this training plan keeps activations in bf16; evaluate with an "
+                              "evaluation plan");
     drop_prepare(m, p, train);
     double t0 = p->profile ? now_s() : 0;
     if (p->profile && m->be->ops->sync(m->be, err)) return -1;
@@ -824,13 +887,14 @@ int model_forward(Model *m, Plan *p, bool train, Error *err) {
             int64_t hw = (int64_t)p->th[l->in] * p->tw[l->in];
             y = p->act[run_out(m, p, i)];
             const float *skip = p->fuse[i] == FUSE_ADD_RELU ? p->act[run_in2(m, p, i)] : NULL;
+            ActTypes t = {.x = p->atype[l->in], .y = p->atype[run_out(m, p, i)]};
             if (train) {
                 if (p->fuse[i] == FUSE_NONE)
                     ops->bn_forward_train(be, p->n, hw, c, x, g, b, y, p->bn_mean[i], p->bn_invstd[i], rm, rv,
                                           BN_MOMENTUM, BN_EPS);
                 else
-                    ops->bn_relu_forward_train(be, p->n, hw, c, x, skip, g, b, y, p->bn_mean[i], p->bn_invstd[i],
-                                               rm, rv, BN_MOMENTUM, BN_EPS);
+                    ops->bn_relu_forward_train(be, p->n, hw, c, t, x, skip, g, b, y, p->bn_mean[i], p->bn_invstd[i], rm,
+                                               rv, BN_MOMENTUM, BN_EPS);
                 m->counters[m->params[l->num_batches_tracked].offset]++;
             } else { /* evaluating with a training plan: the fused layers one by one, in y */
                 ops->bn_forward_eval(be, p->n, hw, c, x, g, b, rm, rv, BN_EPS, y);
@@ -947,10 +1011,14 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
             float *dx = grad_target(p, l->in);
             float *dg = accumulate ? p->wscratch : model_param_grad(m, l->weight);
             float *db = accumulate ? p->wscratch + c : model_param_grad(m, l->bias);
-            if (p->fuse[i] == FUSE_RELU) {
-                int lo = run_out(m, p, i);
-                ops->bn_relu_backward(be, p->n, (int64_t)p->th[l->in] * p->tw[l->in], c, x, p->act[lo], p->grad[lo],
-                                      model_param_data(m, l->weight), p->bn_mean[i], p->bn_invstd[i], dx, dg, db);
+            if (p->fuse[i] != FUSE_NONE) {
+                /* after FUSE_ADD_RELU the ADD applied the ReLU's mask: a plain BN backward of the ADD's gradient */
+                bool relu = p->fuse[i] == FUSE_RELU;
+                int lo = relu ? run_out(m, p, i) : l->out;
+                ActTypes t = {.x = p->atype[l->in], .y = p->atype[lo], .dy = p->gtype[lo], .dx = p->gtype[l->in]};
+                ops->bn_relu_backward(be, p->n, (int64_t)p->th[l->in] * p->tw[l->in], c, t, x, relu ? p->act[lo] : NULL,
+                                      p->grad[lo], model_param_data(m, l->weight), p->bn_mean[i], p->bn_invstd[i], dx,
+                                      dg, db);
             } else {
                 ops->bn_backward(be, p->n, (int64_t)p->th[l->in] * p->tw[l->in], c, x, dy, model_param_data(m, l->weight), p->bn_mean[i],
                                  p->bn_invstd[i], dx, dg, db);

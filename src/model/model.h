@@ -175,6 +175,10 @@ typedef struct Plan {
     float *host_mask;        /* [n] host scratch for drawing a mask */
     uint8_t *skip;           /* [n_layers] host: layer skipped in this training forward (dropped branch) */
     uint8_t *fuse;           /* [n_layers] FuseKind: how a training plan runs each layer */
+    uint8_t *atype, *gtype;  /* [n_tensors] ActType of each activation and gradient: ACT_BF16 in a bf16 training
+                              * plan on a backend with bf16_store for those that pass only between convolutions
+                              * and fused BNs (plan_store in model.c), else ACT_F32 */
+    bool bf16_store;         /* some tensor is ACT_BF16: the plan can only train (model_forward with train) */
     void **conv;             /* [n_layers] backend convolution plans */
     ConvDesc *cdesc;         /* [n_layers] */
     PoolDesc *pdesc;         /* [n_layers] maxpool and blur geometry */

@@ -20,6 +20,8 @@
 
 /* The backends the tests use (cmocka group state): cpu keeps every activation NHWC, blk is a cpu backend in
  * its own blocked layout (nChw8c or nChw16c). */
+static const ActTypes F32 = {0}; /* every activation fp32 */
+
 typedef struct Backends {
     Backend *ref, *cpu, *blk;
 } Backends;
@@ -77,6 +79,9 @@ static bool same_bits(const char *name, const void *a, const void *b, size_t n, 
             if (elem == sizeof(float))
                 fprintf(stderr, "%s: element %zu of %zu differs: %.9g vs %.9g\n", name, i, n,
                         (double)((const float *)a)[i], (double)((const float *)b)[i]);
+            else if (elem == sizeof(uint16_t))
+                fprintf(stderr, "%s: element %zu of %zu differs: 0x%04x vs 0x%04x\n", name, i, n,
+                        ((const uint16_t *)a)[i], ((const uint16_t *)b)[i]);
             else
                 fprintf(stderr, "%s: element %zu of %zu differs: %d vs %d\n", name, i, n,
                         ((const int32_t *)a)[i], ((const int32_t *)b)[i]);
@@ -302,6 +307,30 @@ static float *bf16_round(const float *x, size_t n) {
     return r;
 }
 
+/* x [n] stored as bf16 (ACT_BF16): the upper halves of bf16_round(x). */
+static uint16_t *bf16_store(const float *x, size_t n) {
+    float *r = bf16_round(x, n);
+    uint16_t *h = malloc(n * sizeof *h + 64);
+    assert_non_null(h);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &r[i], 4);
+        h[i] = (uint16_t)(u >> 16);
+    }
+    free(r);
+    return h;
+}
+
+/* The floats that bf16 storage h [n] holds. */
+static float *bf16_load(const uint16_t *h, size_t n) {
+    float *r = fz(n);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)h[i] << 16;
+        memcpy(&r[i], &u, 4);
+    }
+    return r;
+}
+
 /* bf16 convolutions (Backend.bf16, on CPUs with AVX512_BF16): the same as the fp32 reference run on the
  * bf16-rounded inputs up to fp32 summation order, and within bf16 rounding of the fp32 reference. Backward
  * weights reuses the bf16 copy of dy made by backward data only for the same dy. */
@@ -345,6 +374,80 @@ static void test_conv_bf16_matches_ref(void **state) {
         for (size_t j = 0; j < sizeof all / sizeof *all; j++) free(all[j]);
     }
     b->cpu->bf16 = false;
+}
+
+/* How far a bf16-stored output h [n] is from the fp32 one r [n], in units of a bf16 rounding step of r
+ * (2^-8 |r|, or 2^-8 of the largest |r| near zero); prints the worst element when above max_ulps. */
+static bool within_bf16(const char *name, const uint16_t *h, const float *r, size_t n, double max_ulps) {
+    float *got = bf16_load(h, n);
+    double big = 0, worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) big = fmax(big, fabs(r[i]));
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs(got[i] - r[i]) / (ldexp(fmax(fabs(r[i]), 1e-3 * big), -8) + 1e-30);
+        if (e > worst) worst = e, at = i;
+    }
+    if (worst > max_ulps)
+        fprintf(stderr, "%s: element %zu of %zu is %.3g bf16 steps off: %.9g vs %.9g\n", name, at, n, worst,
+                (double)got[at], (double)r[at]);
+    free(got);
+    return worst <= max_ulps;
+}
+
+/* bf16 storage of a bf16 convolution's activations (ConvDesc.t, the cpu backend's bf16_store): with x and dy
+ * stored bf16 the primitives read them as they are, and y and dx come out rounded to bf16. Against the same bf16
+ * plan on fp32 storage of the same values: dw bit for bit, y and dx within one bf16 rounding step, in NHWC and
+ * blocked layouts (the shapes include the plans that run on NHWC and reorder, whose reorders then cast). An
+ * fp32 plan refuses bf16 storage. */
+static void test_conv_bf16_storage(void **state) {
+    Backends *b = *state;
+    Error err = {{0}};
+    ConvDesc d;
+    void *plan = NULL;
+    conv_desc_of(&CONV_CASES[1], &d);
+    d.t.x = ACT_BF16;
+    assert_int_not_equal(b->cpu->ops->conv_plan(b->cpu, &d, &plan, &err), 0);
+    assert_null(plan);
+    assert_non_null(strstr(err.msg, "bf16"));
+    if (!b->cpu->ops->bf16) {
+        fprintf(stderr, "note: this CPU has no AVX512_BF16: the cpu backend computes bf16 requests in fp32\n");
+        skip();
+    }
+    Backend *bes[2] = {b->cpu, b->blk};
+    for (int k = 0; k < 2; k++) {
+        Backend *be = bes[k];
+        be->bf16 = true;
+        for (size_t i = 0; i < N_CONV; i++) {
+            void *p32, *p16;
+            conv_desc_of(&CONV_CASES[i], &d);
+            assert_int_equal(be->ops->conv_plan(be, &d, &p32, &err), 0);
+            d.t = (ActTypes){ACT_BF16, ACT_BF16, ACT_BF16, ACT_BF16};
+            if (be->ops->conv_plan(be, &d, &p16, &err) != 0) fprintf(stderr, "%s\n", err.msg);
+            assert_non_null(p16);
+            size_t nx = (size_t)d.n * d.h * d.w * d.cin, ny = (size_t)d.n * d.oh * d.ow * d.cout;
+            size_t nw = (size_t)d.cout * d.cin * d.k * d.k;
+            float *x0 = frand(nx, -1, 1, 700 + i), *w = frand(nw, -0.5f, 0.5f, 800 + i);
+            float *dy0 = frand(ny, -1, 1, 900 + i);
+            uint16_t *x16 = bf16_store(x0, nx), *dy16 = bf16_store(dy0, ny);
+            uint16_t *y16 = malloc(ny * sizeof *y16 + 64), *dx16 = malloc(nx * sizeof *dx16 + 64);
+            float *x = bf16_load(x16, nx), *dy = bf16_load(dy16, ny);
+            float *y = fz(ny), *dx = fz(nx), *dw = fz(nw), *dw16 = fz(nw);
+            conv_run(be, p32, x, w, dy, y, dx, dw);
+            assert_int_equal(be->ops->conv_forward(be, p16, x16, w, y16, &err), 0);
+            assert_int_equal(be->ops->conv_backward_data(be, p16, dy16, w, dx16, &err), 0);
+            assert_int_equal(be->ops->conv_backward_weights(be, p16, x16, dy16, dw16, &err), 0);
+            char name[96];
+            snprintf(name, sizeof name, "conv case %zu (%s) bf16-stored", i, k ? "blocked" : "nhwc");
+            assert_true(within_bf16(name, y16, y, ny, 1.0));
+            assert_true(within_bf16(name, dx16, dx, nx, 1.0));
+            assert_same_floats(name, dw16, dw, nw);
+            be->ops->conv_plan_free(be, p32);
+            be->ops->conv_plan_free(be, p16);
+            free(x0), free(w), free(dy0), free(x16), free(dy16), free(y16), free(dx16);
+            free(x), free(dy), free(y), free(dx), free(dw), free(dw16);
+        }
+        be->bf16 = false;
+    }
 }
 
 /* The implementations the CPU plan takes over oneDNN's first choice (cpu_conv.c, impl_rank), with Winograd
@@ -548,8 +651,8 @@ static void test_bn_relu_fused_exact(void **state) {
             o->add_relu(be, (int64_t)n, skip, bn, y0);
         else
             o->relu_forward(be, (int64_t)n, bn, y0);
-        o->bn_relu_forward_train(be, (int)bc->rows, 1, bc->c, x, add ? skip : NULL, g, be_, y1, m1, s1, rm1, rv1,
-                                 0.1f, 1e-5f);
+        o->bn_relu_forward_train(be, (int)bc->rows, 1, bc->c, F32, x, add ? skip : NULL, g, be_, y1, m1, s1, rm1,
+                                 rv1, 0.1f, 1e-5f);
         assert_true(same_bits("bn+relu y", y1, y0, n, 4));
         assert_true(same_bits("bn+relu save_mean", m1, m0, c, 4));
         assert_true(same_bits("bn+relu save_invstd", s1, s0, c, 4));
@@ -557,13 +660,90 @@ static void test_bn_relu_fused_exact(void **state) {
         assert_true(same_bits("bn+relu running_var", rv1, rv0, c, 4));
         o->relu_backward(be, (int64_t)n, y0, dy, g0);
         o->bn_backward(be, (int)bc->rows, 1, bc->c, x, g0, g, m0, s0, dx0, dg0, db0);
-        o->bn_relu_backward(be, (int)bc->rows, 1, bc->c, x, y1, dy, g, m1, s1, dx1, dg1, db1);
+        o->bn_relu_backward(be, (int)bc->rows, 1, bc->c, F32, x, y1, dy, g, m1, s1, dx1, dg1, db1);
         assert_true(same_bits("bn+relu dx", dx1, dx0, n, 4));
         assert_true(same_bits("bn+relu dgamma", dg1, dg0, c, 4));
         assert_true(same_bits("bn+relu dbeta", db1, db0, c, 4));
+        /* y NULL: the plain backward (a BN whose ReLU ran in the ADD after it) */
+        o->bn_backward(be, (int)bc->rows, 1, bc->c, x, dy, g, m0, s0, dx0, dg0, db0);
+        o->bn_relu_backward(be, (int)bc->rows, 1, bc->c, F32, x, NULL, dy, g, m1, s1, dx1, dg1, db1);
+        assert_true(same_bits("bn (y NULL) dx", dx1, dx0, n, 4));
+        assert_true(same_bits("bn (y NULL) dgamma", dg1, dg0, c, 4));
+        assert_true(same_bits("bn (y NULL) dbeta", db1, db0, c, 4));
         float *all[] = {x,  g,  be_, dy, skip, rm0, rv0, rm1, rv1, bn,  y0,  y1,
                         m0, m1, s0,  s1, g0,   dx0, dx1, dg0, dg1, db0, db1};
         for (size_t j = 0; j < sizeof all / sizeof *all; j++) free(all[j]);
+    }
+}
+
+/* Whether an output stored as type (got16 when ACT_BF16, else got) holds want [n] as that storage would: the
+ * same floats, or want rounded to bf16, bit for bit. */
+static bool same_stored(const char *name, ActType type, const uint16_t *got16, const float *got, const float *want,
+                        size_t n) {
+    if (type != ACT_BF16) return same_bits(name, got, want, n, sizeof *got);
+    uint16_t *w16 = bf16_store(want, n);
+    bool same = same_bits(name, got16, w16, n, sizeof *w16);
+    free(w16);
+    return same;
+}
+
+/* bf16 storage in the fused batch-norm ops (ActTypes): the same as the fp32 ops run on the values the bf16
+ * inputs hold, with every bf16 output the fp32 output rounded to nearest even and the statistics and parameter
+ * gradients identical, bit for bit; every combination of stored types, in NHWC and blocked layouts (48 channels:
+ * blocks on the blocked backend; 20: NHWC rows there too), forward with and without the skip add, backward with
+ * and without the ReLU mask. */
+static void test_bn_bf16_storage(void **state) {
+    Backends *b = *state;
+    Backend *bes[2] = {b->cpu, b->blk};
+    const int n = 3, hw = 9, cs[2] = {48, 20};
+    for (int k = 0; k < 4; k++) {
+        Backend *be = bes[k / 2];
+        const BackendOps *o = be->ops;
+        assert_true(o->bf16_store);
+        int c = cs[k % 2];
+        size_t N = (size_t)n * hw * c, C = (size_t)c;
+        uint64_t seed = 5000 + 100 * (uint64_t)k;
+        float *x0 = frand(N, -1, 3, seed), *dy0 = frand(N, -1, 1, seed + 1), *skip = frand(N, -2, 1, seed + 2);
+        float *g = frand(C, 0.5f, 1.5f, seed + 3), *beta = frand(C, -1, 1, seed + 4);
+        uint16_t *x16 = bf16_store(x0, N), *dy16 = bf16_store(dy0, N);
+        float *x = bf16_load(x16, N), *dy = bf16_load(dy16, N); /* what the bf16 inputs hold */
+        float *st0[4], *st1[4], *yref = fz(N), *ymask = fz(N), *yf = fz(N);
+        uint16_t *ymask16 = NULL, *y16 = malloc(N * sizeof *y16);
+        for (int add = 0; add < 2; add++)
+            for (int tm = 0; tm < 4; tm++) { /* bit 0: x stored bf16, bit 1: y */
+                ActTypes t = {.x = tm & 1 ? ACT_BF16 : ACT_F32, .y = tm & 2 ? ACT_BF16 : ACT_F32};
+                for (int q = 0; q < 4; q++) st0[q] = frand(C, 0.5f, 1, seed + 5), st1[q] = fdup(st0[q], C);
+                o->bn_relu_forward_train(be, n, hw, c, F32, x, add ? skip : NULL, g, beta, yref, st0[0], st0[1],
+                                         st0[2], st0[3], 0.1f, 1e-5f);
+                o->bn_relu_forward_train(be, n, hw, c, t, t.x ? (const void *)x16 : x, add ? skip : NULL, g, beta,
+                                         t.y ? (void *)y16 : yf, st1[0], st1[1], st1[2], st1[3], 0.1f, 1e-5f);
+                assert_true(same_stored("bn+relu y with bf16 storage", t.y, y16, yf, yref, N));
+                for (int q = 0; q < 4; q++) {
+                    assert_same_floats("bn statistics with bf16 storage", st1[q], st0[q], C);
+                    free(st0[q]), free(st1[q]);
+                }
+                if (!add && tm == 0) memcpy(ymask, yref, N * sizeof *ymask); /* a ReLU output: the mask below */
+            }
+        ymask16 = bf16_store(ymask, N);
+        float *ym = bf16_load(ymask16, N), *m = frand(C, -0.5f, 0.5f, seed + 6), *is = frand(C, 0.5f, 2, seed + 7);
+        float *dxref = fz(N), *dxf = fz(N), *dg0 = fz(C), *db0 = fz(C), *dg1 = fz(C), *db1 = fz(C);
+        uint16_t *dx16 = malloc(N * sizeof *dx16);
+        for (int relu = 0; relu < 2; relu++)
+            for (int tm = 0; tm < 16; tm++) { /* bits: x, dy, y, dx stored bf16 */
+                ActTypes t = {.x = tm & 1 ? ACT_BF16 : ACT_F32, .dy = tm & 2 ? ACT_BF16 : ACT_F32,
+                              .y = tm & 4 ? ACT_BF16 : ACT_F32, .dx = tm & 8 ? ACT_BF16 : ACT_F32};
+                if (!relu && t.y) continue;
+                o->bn_relu_backward(be, n, hw, c, F32, x, relu ? ym : NULL, dy, g, m, is, dxref, dg0, db0);
+                const void *yin = !relu ? NULL : t.y ? (const void *)ymask16 : ym;
+                o->bn_relu_backward(be, n, hw, c, t, t.x ? (const void *)x16 : x, yin, t.dy ? (const void *)dy16 : dy,
+                                    g, m, is, t.dx ? (void *)dx16 : dxf, dg1, db1);
+                assert_true(same_stored("bn backward dx with bf16 storage", t.dx, dx16, dxf, dxref, N));
+                assert_same_floats("bn dgamma with bf16 storage", dg1, dg0, C);
+                assert_same_floats("bn dbeta with bf16 storage", db1, db0, C);
+            }
+        float *all[] = {x0, dy0, skip, g, beta, x, dy, yref, ymask, yf, ym, m, is, dxref, dxf, dg0, db0, dg1, db1};
+        for (size_t j = 0; j < sizeof all / sizeof *all; j++) free(all[j]);
+        free(x16), free(dy16), free(y16), free(ymask16), free(dx16);
     }
 }
 
@@ -1269,10 +1449,10 @@ static void test_blocked_ops_match_nhwc(void **state) {
         for (int relu = 0; relu < 3; relu++) { /* plain, with ReLU, with add and ReLU */
             const BackendOps *o = cpu->ops;
             if (relu) {
-                o->bn_relu_forward_train(cpu, n, hw, c, x, relu == 2 ? skip : NULL, g, beta, y0, st0[0], st0[1],
-                                         st0[2], st0[3], 0.1f, 1e-5f);
-                o->bn_relu_forward_train(blk, n, hw, c, bx, relu == 2 ? bskip : NULL, g, beta, y1, st1[0], st1[1],
-                                         st1[2], st1[3], 0.1f, 1e-5f);
+                o->bn_relu_forward_train(cpu, n, hw, c, F32, x, relu == 2 ? skip : NULL, g, beta, y0, st0[0],
+                                         st0[1], st0[2], st0[3], 0.1f, 1e-5f);
+                o->bn_relu_forward_train(blk, n, hw, c, F32, bx, relu == 2 ? bskip : NULL, g, beta, y1, st1[0],
+                                         st1[1], st1[2], st1[3], 0.1f, 1e-5f);
             } else {
                 o->bn_forward_train(cpu, n, hw, c, x, g, beta, y0, st0[0], st0[1], st0[2], st0[3], 0.1f, 1e-5f);
                 o->bn_forward_train(blk, n, hw, c, bx, g, beta, y1, st1[0], st1[1], st1[2], st1[3], 0.1f, 1e-5f);
@@ -1280,8 +1460,8 @@ static void test_blocked_ops_match_nhwc(void **state) {
             same_unpacked(relu ? "blocked bn+relu y" : "blocked bn y", blk, n, hw, c, y1, y0);
             for (int k = 0; k < 4; k++) assert_true(same_bits("blocked bn statistics", st1[k], st0[k], nc, 4));
             if (relu) {
-                o->bn_relu_backward(cpu, n, hw, c, x, y0, dy, g, st0[0], st0[1], dx0, dg0, db0);
-                o->bn_relu_backward(blk, n, hw, c, bx, y1, bdy, g, st1[0], st1[1], dx1, dg1, db1);
+                o->bn_relu_backward(cpu, n, hw, c, F32, x, y0, dy, g, st0[0], st0[1], dx0, dg0, db0);
+                o->bn_relu_backward(blk, n, hw, c, F32, bx, y1, bdy, g, st1[0], st1[1], dx1, dg1, db1);
             } else {
                 o->bn_backward(cpu, n, hw, c, x, dy, g, st0[0], st0[1], dx0, dg0, db0);
                 o->bn_backward(blk, n, hw, c, bx, bdy, g, st1[0], st1[1], dx1, dg1, db1);
@@ -1404,12 +1584,14 @@ int main(void) {
         cmocka_unit_test(test_conv_matches_ref),
         cmocka_unit_test(test_winograd_matches_ref),
         cmocka_unit_test(test_conv_bf16_matches_ref),
+        cmocka_unit_test(test_conv_bf16_storage),
         cmocka_unit_test(test_conv_impl_choice),
         cmocka_unit_test(test_conv_plan_error),
         cmocka_unit_test(test_bn_train_matches_ref),
         cmocka_unit_test(test_bn_eval_matches_ref),
         cmocka_unit_test(test_bn_backward_matches_ref),
         cmocka_unit_test(test_bn_relu_fused_exact),
+        cmocka_unit_test(test_bn_bf16_storage),
         cmocka_unit_test(test_elementwise_exact),
         cmocka_unit_test(test_maxpool_matches_ref),
         cmocka_unit_test(test_avgpool_matches_ref),

@@ -99,14 +99,14 @@ static int cpu_conv_plan_op(Backend *be, const ConvDesc *d, void **plan, Error *
     return cpu_conv_plan(impl_of(be)->conv, d, be->bf16, be->act_block, be->winograd, plan, err);
 }
 static void cpu_conv_plan_free_op(Backend *be, void *plan) { cpu_conv_plan_free(plan); }
-static int cpu_conv_forward_op(Backend *be, void *plan, const float *x, const float *w, float *y, Error *err) {
+static int cpu_conv_forward_op(Backend *be, void *plan, const void *x, const float *w, void *y, Error *err) {
     return cpu_conv_forward(plan, x, w, y, err);
 }
-static int cpu_conv_backward_data_op(Backend *be, void *plan, const float *dy, const float *w, float *dx,
+static int cpu_conv_backward_data_op(Backend *be, void *plan, const void *dy, const float *w, void *dx,
                                      Error *err) {
     return cpu_conv_backward_data(plan, dy, w, dx, err);
 }
-static int cpu_conv_backward_weights_op(Backend *be, void *plan, const float *x, const float *dy, float *dw,
+static int cpu_conv_backward_weights_op(Backend *be, void *plan, const void *x, const void *dy, float *dw,
                                         Error *err) {
     return cpu_conv_backward_weights(plan, x, dy, dw, err);
 }
@@ -187,34 +187,86 @@ static PoolDesc pool_view(Backend *be, const PoolDesc *d) {
  * ReLU whose output is y. The loops take it as a constant, one compiled loop each. */
 typedef enum { SUM_MOMENTS, SUM_GRADS, SUM_GRADS_RELU } SumKind;
 
-/* The gradient batch norm's backward sees at channel j of a row: dy, or with relu dy * (y > 0) as relu_backward
- * computes it (dy is read in any case, so the loops vectorize without masked loads). */
-static inline float bn_grad_at(const float *restrict dy, const float *restrict y, bool relu, int j) {
-    float d = dy[j];
-    return relu ? (y[j] > 0 ? d : 0.0f) : d;
+/* The activations of one batch-norm call, each stored fp32 or bf16 (ActType): forward reads x (and skip, fp32)
+ * and writes out = y; backward reads x, dy and, after a ReLU, y, and writes out = dx. tm says which are bf16
+ * (BN_X | BN_DY | BN_Y | BN_OUT). The loops below take tm as a constant (BN_TM_DISPATCH), so each combination
+ * compiles to its own vector loop that widens and narrows in registers. */
+typedef struct BnIo {
+    const void *x, *dy, *y;
+    const float *skip;
+    void *out;
+    unsigned tm;
+} BnIo;
+enum { BN_X = 1, BN_DY = 2, BN_Y = 4, BN_OUT = 8 };
+
+/* Calls fn(seg, tm, ...) with tm as a constant (tm < 16), through SEG_DISPATCH. */
+#define BN_TM_CASE(k, seg, fn, ...) \
+    case k: SEG_DISPATCH(seg, fn, k, __VA_ARGS__); break;
+#define BN_TM_DISPATCH(tm, seg, fn, ...)                                                                    \
+    do {                                                                                                    \
+        switch (tm) {                                                                                       \
+            BN_TM_CASE(0, seg, fn, __VA_ARGS__) BN_TM_CASE(1, seg, fn, __VA_ARGS__)                         \
+            BN_TM_CASE(2, seg, fn, __VA_ARGS__) BN_TM_CASE(3, seg, fn, __VA_ARGS__)                         \
+            BN_TM_CASE(4, seg, fn, __VA_ARGS__) BN_TM_CASE(5, seg, fn, __VA_ARGS__)                         \
+            BN_TM_CASE(6, seg, fn, __VA_ARGS__) BN_TM_CASE(7, seg, fn, __VA_ARGS__)                         \
+            BN_TM_CASE(8, seg, fn, __VA_ARGS__) BN_TM_CASE(9, seg, fn, __VA_ARGS__)                         \
+            BN_TM_CASE(10, seg, fn, __VA_ARGS__) BN_TM_CASE(11, seg, fn, __VA_ARGS__)                       \
+            BN_TM_CASE(12, seg, fn, __VA_ARGS__) BN_TM_CASE(13, seg, fn, __VA_ARGS__)                       \
+            BN_TM_CASE(14, seg, fn, __VA_ARGS__) default: SEG_DISPATCH(seg, fn, 15, __VA_ARGS__); break;     \
+        }                                                                                                   \
+    } while (0)
+
+/* A bf16 value (the upper half of an fp32) as float. */
+static inline float bf16_widen(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
 }
 
+/* f rounded to the nearest bf16, ties to even (as oneDNN's reorders round); NaN stays NaN. */
+static inline uint16_t bf16_narrow(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* Element i of the activation at p, stored bf16 when bit is in tm. */
+#define BN_LD(tm, bit, p, i) (((tm) & (bit)) ? bf16_widen(((const uint16_t *)(p))[i]) : ((const float *)(p))[i])
+/* Stores v as element i of the output at p (bf16 when tm has BN_OUT). */
+#define BN_ST(tm, p, i, v)                                             \
+    do {                                                               \
+        if ((tm) & BN_OUT) ((uint16_t *)(p))[i] = bf16_narrow(v);      \
+        else ((float *)(p))[i] = (v);                                  \
+    } while (0)
+
+/* The gradient batch norm's backward sees: dy, or with relu dy * (y > 0) as relu_backward computes it (dy is
+ * read in any case, so the loops vectorize without masked loads). */
+static inline float bn_grad(float dy, float y, bool relu) { return relu ? (y > 0 ? dy : 0.0f) : dy; }
+
 /* Adds one row of seg channels at offset at into the float sums f1, f2 [seg] of its run: the moments
- * t = x - c, f1 += t, f2 += t * t; the gradient sums f1 += g, f2 += g * (x - c) with g = bn_grad_at. */
-SEG_INLINE void sum_row(int seg, SumKind kind, size_t at, const float *x, const float *dy, const float *y,
-                        const float *restrict c, float *restrict f1, float *restrict f2) {
-    const float *restrict xr = x + at;
+ * t = x - c, f1 += t, f2 += t * t; the gradient sums f1 += g, f2 += g * (x - c) with g = bn_grad. */
+SEG_INLINE void sum_row(int seg, unsigned tm, SumKind kind, size_t at, const BnIo *io, const float *restrict c,
+                        float *restrict f1, float *restrict f2) {
+    const void *restrict x = (const char *)io->x + at * ((tm & BN_X) ? 2 : 4);
     if (kind == SUM_MOMENTS) {
 #pragma omp simd
         for (int j = 0; j < seg; j++) {
-            float t = xr[j] - c[j];
+            float t = BN_LD(tm, BN_X, x, j) - c[j];
             f1[j] += t;
             f2[j] += t * t;
         }
         return;
     }
     bool relu = kind == SUM_GRADS_RELU;
-    const float *restrict dr = dy + at, *restrict yr = relu ? y + at : NULL;
+    const void *restrict dy = (const char *)io->dy + at * ((tm & BN_DY) ? 2 : 4);
+    const void *restrict y = relu ? (const char *)io->y + at * ((tm & BN_Y) ? 2 : 4) : NULL;
 #pragma omp simd
     for (int j = 0; j < seg; j++) {
-        float g = bn_grad_at(dr, yr, relu, j);
+        float g = bn_grad(BN_LD(tm, BN_DY, dy, j), relu ? BN_LD(tm, BN_Y, y, j) : 0.0f, relu);
         f1[j] += g;
-        f2[j] += g * (xr[j] - c[j]);
+        f2[j] += g * (BN_LD(tm, BN_X, x, j) - c[j]);
     }
 }
 
@@ -222,13 +274,13 @@ SEG_INLINE void sum_row(int seg, SumKind kind, size_t at, const float *x, const 
  * BN_RUN rows counted from the block's first row `start`: a run is summed in float into f1, f2 [seg] and added
  * into double s1, s2 [seg] when it ends (or the block does, at row `end`). A run can go on in the next image's
  * tile, so every channel is summed in the same order in every layout. */
-SEG_INLINE void sums_tile(int seg, SumKind kind, const ActView *v, int ch, int64_t start, int64_t end, int64_t a,
-                          int64_t b, const float *x, const float *dy, const float *y, const float *restrict c,
-                          float *restrict f1, float *restrict f2, double *restrict s1, double *restrict s2) {
+SEG_INLINE void sums_tile(int seg, unsigned tm, SumKind kind, const ActView *v, int ch, int64_t start, int64_t end,
+                          int64_t a, int64_t b, const BnIo *io, const float *restrict c, float *restrict f1,
+                          float *restrict f2, double *restrict s1, double *restrict s2) {
     size_t at = view_offset(v, a, ch);
     for (int64_t r = a; r < b;) {
         for (int64_t stop = min64(b, r + BN_RUN - (r - start) % BN_RUN); r < stop; r++, at += (size_t)v->b)
-            sum_row(seg, kind, at, x, dy, y, c, f1, f2);
+            sum_row(seg, tm, kind, at, io, c, f1, f2);
         if ((r - start) % BN_RUN == 0 || r == end) {
 #pragma omp simd
             for (int j = 0; j < seg; j++) {
@@ -239,14 +291,15 @@ SEG_INLINE void sums_tile(int seg, SumKind kind, const ActView *v, int ch, int64
     }
 }
 
-/* Per-block sums over rows of channels [c0, c0+cn) of x [n, hw, c] (view v), each block a contiguous share
- * of the rows walked in memory order (image by image, segment by segment): with dy NULL the moments
+/* Per-block sums over rows of channels [c0, c0+cn) of io->x [n, hw, c] (view v), each block a contiguous share
+ * of the rows walked in memory order (image by image, segment by segment): kind SUM_MOMENTS gives
  * s1 = sum (x - c), s2 = sum (x - c)^2 shifted by c [cn] = the first row (keeps the one-pass variance
- * accurate); else s1 = sum g, s2 = sum g * (x - c) with c = the mean and g = bn_grad_at(dy, y).
+ * accurate); the others s1 = sum g, s2 = sum g * (x - c) with c = the mean and g = bn_grad(dy, y).
  * part [blocks, 2, BN_CHUNK]. */
-static void bn_partial_sums(int blocks, int64_t rows, const ActView *v, int c0, int cn, const float *x,
-                            const float *dy, const float *y, const float *c, double *part) {
+static void bn_partial_sums(int blocks, int64_t rows, const ActView *v, int c0, int cn, SumKind kind,
+                            const BnIo *io, const float *c, double *part) {
     int seg = view_segment(v, cn);
+    unsigned tm = io->tm & (kind == SUM_MOMENTS ? BN_X : kind == SUM_GRADS ? BN_X | BN_DY : BN_X | BN_DY | BN_Y);
 #pragma omp parallel for schedule(static) num_threads(blocks)
     for (int t = 0; t < blocks; t++) {
         double *restrict s1 = part + (size_t)t * 2 * BN_CHUNK, *restrict s2 = s1 + BN_CHUNK;
@@ -256,15 +309,15 @@ static void bn_partial_sums(int blocks, int64_t rows, const ActView *v, int c0, 
         for (int64_t a = start, b; a < end; a = b) {
             b = min64(end, (a / v->hw + 1) * v->hw);
             for (int q = 0; q < cn; q += seg) {
-                if (!dy)
-                    SEG_DISPATCH(seg, sums_tile, SUM_MOMENTS, v, c0 + q, start, end, a, b, x, NULL, NULL, c + q,
-                                 f1 + q, f2 + q, s1 + q, s2 + q);
-                else if (!y)
-                    SEG_DISPATCH(seg, sums_tile, SUM_GRADS, v, c0 + q, start, end, a, b, x, dy, NULL, c + q, f1 + q,
-                                 f2 + q, s1 + q, s2 + q);
+                if (kind == SUM_MOMENTS)
+                    BN_TM_DISPATCH(tm, seg, sums_tile, SUM_MOMENTS, v, c0 + q, start, end, a, b, io, c + q, f1 + q,
+                                   f2 + q, s1 + q, s2 + q);
+                else if (kind == SUM_GRADS)
+                    BN_TM_DISPATCH(tm, seg, sums_tile, SUM_GRADS, v, c0 + q, start, end, a, b, io, c + q, f1 + q,
+                                   f2 + q, s1 + q, s2 + q);
                 else
-                    SEG_DISPATCH(seg, sums_tile, SUM_GRADS_RELU, v, c0 + q, start, end, a, b, x, dy, y, c + q,
-                                 f1 + q, f2 + q, s1 + q, s2 + q);
+                    BN_TM_DISPATCH(tm, seg, sums_tile, SUM_GRADS_RELU, v, c0 + q, start, end, a, b, io, c + q,
+                                   f1 + q, f2 + q, s1 + q, s2 + q);
             }
         }
     }
@@ -281,18 +334,19 @@ static void bn_combine(int blocks, const double *part, int j, double *a, double 
     *b = s2;
 }
 
-/* Batch statistics of channels [c0, c0+cn) of x [n, hw, c] (view v): fills save_mean, save_invstd and
+/* Batch statistics of channels [c0, c0+cn) of io->x [n, hw, c] (view v): fills save_mean, save_invstd and
  * mean_lo [cn] (the part of the mean that save_mean's float cannot hold), and updates the running stats. */
-static void bn_stats_chunk(Backend *be, int64_t rows, const ActView *v, int c0, int cn, const float *x,
+static void bn_stats_chunk(Backend *be, int64_t rows, const ActView *v, int c0, int cn, const BnIo *io,
                            float *save_mean, float *save_invstd, float *mean_lo, float *running_mean,
                            float *running_var, float momentum, float eps) {
     double *part = impl_of(be)->bn_work;
     float k[BN_CHUNK];
     int seg = view_segment(v, cn);
     for (int q = 0; q < cn; q += seg) {
-        for (int j = 0; j < seg; j++) k[q + j] = x[view_offset(v, 0, c0 + q) + j];
+        size_t at = view_offset(v, 0, c0 + q);
+        for (int j = 0; j < seg; j++) k[q + j] = BN_LD(io->tm, BN_X, io->x, at + j);
     }
-    bn_partial_sums(be->threads, rows, v, c0, cn, x, NULL, NULL, k, part);
+    bn_partial_sums(be->threads, rows, v, c0, cn, SUM_MOMENTS, io, k, part);
     for (int j = 0; j < cn; j++) {
         int ch = c0 + j;
         double s1, s2;
@@ -310,81 +364,86 @@ static void bn_stats_chunk(Backend *be, int64_t rows, const ActView *v, int c0, 
 }
 
 /* y = ((x - mean) - mean_lo) * scale + shift on rows [start, end) (of one image) of the segment of seg channels
- * at channel ch of x, y [n, hw, c] (view v), then with relu y = max(y (+ skip when not NULL), 0) as add and
- * relu_forward compute it; the per-channel arrays are [seg]. mean + mean_lo is the mean to twice float
- * precision: x - mean is exact for x near it. */
-SEG_INLINE void apply_segment(int seg, const ActView *v, int ch, int64_t start, int64_t end, const float *x,
-                              const float *skip, const float *restrict mean, const float *restrict mean_lo,
-                              const float *restrict scale, const float *restrict shift, bool relu, float *y) {
+ * at channel ch of io->x, io->out = y [n, hw, c] (view v), then with relu y = max(y (+ io->skip when not NULL),
+ * 0) as add and relu_forward compute it; the per-channel arrays are [seg]. mean + mean_lo is the mean to twice
+ * float precision: x - mean is exact for x near it. */
+SEG_INLINE void apply_segment(int seg, unsigned tm, const ActView *v, int ch, int64_t start, int64_t end,
+                              const BnIo *io, const float *restrict mean, const float *restrict mean_lo,
+                              const float *restrict scale, const float *restrict shift, bool relu) {
     size_t at = view_offset(v, start, ch);
+    int xs = (tm & BN_X) ? 2 : 4, ys = (tm & BN_OUT) ? 2 : 4;
     for (int64_t r = start; r < end; r++, at += (size_t)v->b) {
-        const float *restrict xr = x + at;
-        float *restrict yr = y + at;
-        if (relu && skip) {
-            const float *restrict sr = skip + at;
+        const void *restrict xr = (const char *)io->x + at * xs;
+        void *restrict yr = (char *)io->out + at * ys;
+        if (relu && io->skip) {
+            const float *restrict sr = io->skip + at;
 #pragma omp simd
             for (int j = 0; j < seg; j++) {
-                float o = ((xr[j] - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
+                float o = ((BN_LD(tm, BN_X, xr, j) - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
                 o = o + sr[j];
-                yr[j] = o > 0 ? o : 0.0f;
+                BN_ST(tm, yr, j, o > 0 ? o : 0.0f);
             }
         } else if (relu) {
 #pragma omp simd
             for (int j = 0; j < seg; j++) {
-                float o = ((xr[j] - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
-                yr[j] = o > 0 ? o : 0.0f;
+                float o = ((BN_LD(tm, BN_X, xr, j) - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
+                BN_ST(tm, yr, j, o > 0 ? o : 0.0f);
             }
         } else {
 #pragma omp simd
-            for (int j = 0; j < seg; j++) yr[j] = ((xr[j] - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
+            for (int j = 0; j < seg; j++)
+                BN_ST(tm, yr, j, ((BN_LD(tm, BN_X, xr, j) - mean[j]) - mean_lo[j]) * scale[j] + shift[j]);
         }
     }
 }
 
 /* apply_segment over channels [c0, c0+cn) of every row, in memory order; the per-channel arrays are [cn]. */
-static void bn_apply_chunk(int threads, int64_t rows, const ActView *v, int c0, int cn, const float *x,
-                           const float *skip, const float *mean, const float *mean_lo, const float *scale,
-                           const float *shift, bool relu, float *y) {
+static void bn_apply_chunk(int threads, int64_t rows, const ActView *v, int c0, int cn, const BnIo *io,
+                           const float *mean, const float *mean_lo, const float *scale, const float *shift,
+                           bool relu) {
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int t = 0; t < threads; t++) {
         TileWalk tw = tiles_start(v, rows, cn, t, threads);
         int j;
         int64_t start, end;
         while (tiles_next(&tw, &j, &start, &end))
-            SEG_DISPATCH(tw.seg, apply_segment, v, c0 + j, start, end, x, skip, mean + j, mean_lo + j,
-                         scale + j, shift + j, relu, y);
+            BN_TM_DISPATCH(io->tm & (BN_X | BN_OUT), tw.seg, apply_segment, v, c0 + j, start, end, io, mean + j,
+                           mean_lo + j, scale + j, shift + j, relu);
     }
 }
 
-/* Training batch norm of x [n, hw, c], followed by ReLU when relu, after adding skip [n, hw, c] when not NULL. */
-static void bn_train(Backend *be, int n, int64_t hw, int c, const float *x, const float *skip, const float *gamma,
-                     const float *beta, bool relu, float *y, float *save_mean, float *save_invstd, float *running_mean,
-                     float *running_var, float momentum, float eps) {
+/* Training batch norm of io->x [n, hw, c] into io->out, followed by ReLU when relu, after adding io->skip
+ * [n, hw, c] when not NULL. */
+static void bn_train(Backend *be, int n, int64_t hw, int c, const BnIo *io, const float *gamma, const float *beta,
+                     bool relu, float *save_mean, float *save_invstd, float *running_mean, float *running_var,
+                     float momentum, float eps) {
     float scale[BN_CHUNK], mean_lo[BN_CHUNK];
     ActView v = act_view(be, hw, c);
     int64_t rows = (int64_t)n * hw;
     for (int c0 = 0; c0 < c; c0 += BN_CHUNK) {
         int cn = (int)min64(BN_CHUNK, c - c0);
-        bn_stats_chunk(be, rows, &v, c0, cn, x, save_mean, save_invstd, mean_lo, running_mean, running_var,
+        bn_stats_chunk(be, rows, &v, c0, cn, io, save_mean, save_invstd, mean_lo, running_mean, running_var,
                        momentum, eps);
         for (int j = 0; j < cn; j++) scale[j] = save_invstd[c0 + j] * gamma[c0 + j];
-        bn_apply_chunk(be->threads, rows, &v, c0, cn, x, skip, save_mean + c0, mean_lo, scale, beta + c0, relu, y);
+        bn_apply_chunk(be->threads, rows, &v, c0, cn, io, save_mean + c0, mean_lo, scale, beta + c0, relu);
     }
 }
 
 static void cpu_bn_forward_train(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
                                  const float *beta, float *y, float *save_mean, float *save_invstd,
                                  float *running_mean, float *running_var, float momentum, float eps) {
-    bn_train(be, n, hw, c, x, NULL, gamma, beta, false, y, save_mean, save_invstd, running_mean, running_var,
-             momentum, eps);
+    BnIo io = {.x = x, .out = y};
+    bn_train(be, n, hw, c, &io, gamma, beta, false, save_mean, save_invstd, running_mean, running_var, momentum,
+             eps);
 }
 
-static void cpu_bn_relu_forward_train(Backend *be, int n, int64_t hw, int c, const float *x, const float *skip,
-                                      const float *gamma, const float *beta, float *y, float *save_mean,
-                                      float *save_invstd, float *running_mean, float *running_var, float momentum,
-                                      float eps) {
-    bn_train(be, n, hw, c, x, skip, gamma, beta, true, y, save_mean, save_invstd, running_mean, running_var,
-             momentum, eps);
+static void cpu_bn_relu_forward_train(Backend *be, int n, int64_t hw, int c, ActTypes t, const void *x,
+                                      const float *skip, const float *gamma, const float *beta, void *y,
+                                      float *save_mean, float *save_invstd, float *running_mean, float *running_var,
+                                      float momentum, float eps) {
+    BnIo io = {.x = x, .skip = skip, .out = y, .tm = (t.x == ACT_BF16 ? BN_X : 0) | (t.y == ACT_BF16 ? BN_OUT : 0)};
+    bn_train(be, n, hw, c, &io, gamma, beta, true, save_mean, save_invstd, running_mean, running_var, momentum,
+             eps);
 }
 
 static void cpu_bn_forward_eval(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
@@ -392,62 +451,66 @@ static void cpu_bn_forward_eval(Backend *be, int n, int64_t hw, int c, const flo
                                 float eps, float *y) {
     float scale[BN_CHUNK], zero[BN_CHUNK] = {0};
     ActView v = act_view(be, hw, c);
+    BnIo io = {.x = x, .out = y};
     for (int c0 = 0; c0 < c; c0 += BN_CHUNK) {
         int cn = (int)min64(BN_CHUNK, c - c0);
         for (int j = 0; j < cn; j++)
             scale[j] = (float)(gamma[c0 + j] / sqrt((double)running_var[c0 + j] + eps));
-        bn_apply_chunk(be->threads, (int64_t)n * hw, &v, c0, cn, x, NULL, running_mean + c0, zero, scale,
-                       beta + c0, false, y);
+        bn_apply_chunk(be->threads, (int64_t)n * hw, &v, c0, cn, &io, running_mean + c0, zero, scale, beta + c0,
+                       false);
     }
 }
 
-/* dx = a * (g - b - (x - mean) * k) with g = bn_grad_at (dy * (y > 0) with relu) on rows [start, end) (of one
- * image) of the segment of seg channels at channel ch of x, dy, y, dx (view v); mean, a, b, k [seg]. */
-SEG_INLINE void backward_apply_segment(int seg, bool relu, const ActView *v, int ch, int64_t start, int64_t end,
-                                       const float *x, const float *dy, const float *y, const float *restrict mean,
-                                       const float *restrict a, const float *restrict b, const float *restrict k,
-                                       float *dx) {
+/* dx = a * (g - b - (x - mean) * k) with g = bn_grad (dy * (y > 0) with relu) on rows [start, end) (of one
+ * image) of the segment of seg channels at channel ch of io's x, dy, y and out = dx (view v); mean, a, b, k
+ * [seg]. */
+SEG_INLINE void backward_apply_segment(int seg, unsigned tm, bool relu, const ActView *v, int ch, int64_t start,
+                                       int64_t end, const BnIo *io, const float *restrict mean,
+                                       const float *restrict a, const float *restrict b, const float *restrict k) {
     size_t at = view_offset(v, start, ch);
+    int xs = (tm & BN_X) ? 2 : 4, dys = (tm & BN_DY) ? 2 : 4, ys = (tm & BN_Y) ? 2 : 4, os = (tm & BN_OUT) ? 2 : 4;
     for (int64_t r = start; r < end; r++, at += (size_t)v->b) {
-        const float *restrict xr = x + at, *restrict dyr = dy + at, *restrict yr = relu ? y + at : NULL;
-        float *restrict dr = dx + at;
+        const void *restrict xr = (const char *)io->x + at * xs, *restrict dyr = (const char *)io->dy + at * dys;
+        const void *restrict yr = relu ? (const char *)io->y + at * ys : NULL;
+        void *restrict dr = (char *)io->out + at * os;
 #pragma omp simd
-        for (int j = 0; j < seg; j++)
-            dr[j] = a[j] * (bn_grad_at(dyr, yr, relu, j) - b[j] - (xr[j] - mean[j]) * k[j]);
+        for (int j = 0; j < seg; j++) {
+            float g = bn_grad(BN_LD(tm, BN_DY, dyr, j), relu ? BN_LD(tm, BN_Y, yr, j) : 0.0f, relu);
+            BN_ST(tm, dr, j, a[j] * (g - b[j] - (BN_LD(tm, BN_X, xr, j) - mean[j]) * k[j]));
+        }
     }
 }
 
 /* backward_apply_segment over channels [c0, c0+cn) of every row, in memory order; mean, a, b, k [cn]. */
-static void bn_backward_apply_chunk(int threads, int64_t rows, const ActView *v, int c0, int cn, const float *x,
-                                    const float *dy, const float *y, const float *mean, const float *a,
-                                    const float *b, const float *k, float *dx) {
+static void bn_backward_apply_chunk(int threads, int64_t rows, const ActView *v, int c0, int cn, const BnIo *io,
+                                    const float *mean, const float *a, const float *b, const float *k) {
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int t = 0; t < threads; t++) {
         TileWalk tw = tiles_start(v, rows, cn, t, threads);
         int j;
         int64_t start, end;
         while (tiles_next(&tw, &j, &start, &end)) {
-            if (y)
-                SEG_DISPATCH(tw.seg, backward_apply_segment, true, v, c0 + j, start, end, x, dy, y, mean + j, a + j,
-                             b + j, k + j, dx);
+            if (io->y)
+                BN_TM_DISPATCH(io->tm, tw.seg, backward_apply_segment, true, v, c0 + j, start, end, io, mean + j,
+                               a + j, b + j, k + j);
             else
-                SEG_DISPATCH(tw.seg, backward_apply_segment, false, v, c0 + j, start, end, x, dy, NULL, mean + j,
-                             a + j, b + j, k + j, dx);
+                BN_TM_DISPATCH(io->tm & ~(unsigned)BN_Y, tw.seg, backward_apply_segment, false, v, c0 + j, start,
+                               end, io, mean + j, a + j, b + j, k + j);
         }
     }
 }
 
-/* Batch-norm backward of dy, or (y not NULL) of dy * (y > 0); all activations [n, hw, c]. */
-static void bn_backward(Backend *be, int n, int64_t hw, int c, const float *x, const float *y, const float *dy,
-                        const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
-                        float *dgamma, float *dbeta) {
+/* Batch-norm backward of io->dy, or (io->y not NULL) of dy * (y > 0), into io->out = dx; all [n, hw, c]. */
+static void bn_backward(Backend *be, int n, int64_t hw, int c, const BnIo *io, const float *gamma,
+                        const float *save_mean, const float *save_invstd, float *dgamma, float *dbeta) {
     double *part = impl_of(be)->bn_work;
     float a[BN_CHUNK], b[BN_CHUNK], k[BN_CHUNK];
     ActView v = act_view(be, hw, c);
     int64_t rows = (int64_t)n * hw;
     for (int c0 = 0; c0 < c; c0 += BN_CHUNK) {
         int cn = (int)min64(BN_CHUNK, c - c0);
-        bn_partial_sums(be->threads, rows, &v, c0, cn, x, dy, y, save_mean + c0, part);
+        bn_partial_sums(be->threads, rows, &v, c0, cn, io->y ? SUM_GRADS_RELU : SUM_GRADS, io, save_mean + c0,
+                        part);
         for (int j = 0; j < cn; j++) {
             int ch = c0 + j;
             double sdy, sdyx;
@@ -459,20 +522,24 @@ static void bn_backward(Backend *be, int n, int64_t hw, int c, const float *x, c
             b[j] = (float)(sdy / (double)rows);
             k[j] = (float)(dg * invstd / (double)rows);
         }
-        bn_backward_apply_chunk(be->threads, rows, &v, c0, cn, x, dy, y, save_mean + c0, a, b, k, dx);
+        bn_backward_apply_chunk(be->threads, rows, &v, c0, cn, io, save_mean + c0, a, b, k);
     }
 }
 
 static void cpu_bn_backward(Backend *be, int n, int64_t hw, int c, const float *x, const float *dy,
                             const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
                             float *dgamma, float *dbeta) {
-    bn_backward(be, n, hw, c, x, NULL, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+    BnIo io = {.x = x, .dy = dy, .out = dx};
+    bn_backward(be, n, hw, c, &io, gamma, save_mean, save_invstd, dgamma, dbeta);
 }
 
-static void cpu_bn_relu_backward(Backend *be, int n, int64_t hw, int c, const float *x, const float *y,
-                                 const float *dy, const float *gamma, const float *save_mean,
-                                 const float *save_invstd, float *dx, float *dgamma, float *dbeta) {
-    bn_backward(be, n, hw, c, x, y, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+static void cpu_bn_relu_backward(Backend *be, int n, int64_t hw, int c, ActTypes t, const void *x, const void *y,
+                                 const void *dy, const float *gamma, const float *save_mean, const float *save_invstd,
+                                 void *dx, float *dgamma, float *dbeta) {
+    BnIo io = {.x = x, .dy = dy, .y = y, .out = dx,
+               .tm = (t.x == ACT_BF16 ? BN_X : 0) | (t.dy == ACT_BF16 ? BN_DY : 0) | (t.y == ACT_BF16 ? BN_Y : 0) |
+                     (t.dx == ACT_BF16 ? BN_OUT : 0)};
+    bn_backward(be, n, hw, c, &io, gamma, save_mean, save_invstd, dgamma, dbeta);
 }
 
 /* ---------------------------------------------------------------- elementwise */
@@ -884,6 +951,7 @@ static double cpu_sum_squares(Backend *be, int64_t n, const float *x) {
 
 static const BackendOps CPU_OPS = {
     .name = "cpu",
+    .bf16_store = true,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_copy,

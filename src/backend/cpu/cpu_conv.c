@@ -36,7 +36,7 @@ struct CpuConv {
     int threads;
     void *work;                 /* [scratch | weights | x16 | dy16], shared by plans; sizes in bytes: */
     size_t scratch_bytes, weights_bytes, x16_bytes, dy16_bytes;
-    const float *dy16_of;       /* the fp32 dy whose bf16 copy is in the dy16 region, for dy16_plan only; */
+    const void *dy16_of;        /* the dy whose bf16 copy is in the dy16 region, for dy16_plan only; */
     const void *dy16_plan;      /* both NULL when the region holds nothing reusable */
 };
 
@@ -77,11 +77,12 @@ typedef struct CpuConvPlan {
     ActCast y_out, dx_out;      /* outputs of a plan on NHWC, written first to the dy16 and x16 regions */
 } CpuConvPlan;
 
-/* The memory descriptors and primitive descriptors a plan is made from: user_src/user_dst are the caller's
- * activations; src/dst the fp32 activations the primitives write (the caller's, or NHWC in a plan on NHWC);
- * src16/dst16/wei16_any what they read (bf16 in a bf16 plan, else fp32 like src/dst). */
+/* The memory descriptors and primitive descriptors a plan is made from: user_x/user_y/user_dx/user_dy are the
+ * caller's activations (fp32 or bf16 as d->t says); src/dst what the primitives write (dx and y: the caller's
+ * layout and type, or NHWC in a plan on NHWC); src16/dst16/wei16_any what they read (bf16 in a bf16 plan, else
+ * fp32). */
 typedef struct PlanDescs {
-    dnnl_memory_desc_t user_src, user_dst;
+    dnnl_memory_desc_t user_x, user_y, user_dx, user_dy;
     dnnl_memory_desc_t src, dst, wei_any, wei_user;
     dnnl_memory_desc_t src16, dst16, wei16_any;
     dnnl_primitive_attr_t attr;
@@ -191,6 +192,9 @@ static dnnl_format_tag_t act_tag(int c, int block) {
     return block == 16 ? dnnl_nChw16c : dnnl_nChw8c;
 }
 
+/* oneDNN's data type for an activation stored as t. */
+static dnnl_data_type_t act_dt(ActType t) { return t == ACT_BF16 ? dnnl_bf16 : dnnl_f32; }
+
 /* Fills the memory descriptors: the caller's activations, the primitives' (the same, or NHWC with nhwc),
  * OIHW user weights, and "any" weights for the primitives; with bf16, bf16 copies of the activations and
  * weights. */
@@ -200,10 +204,12 @@ static int descs_init_memory(PlanDescs *pd, const ConvDesc *d, bool bf16, int bl
     dnnl_data_type_t low = bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_format_tag_t user_s = act_tag(d->cin, block), user_d = act_tag(d->cout, block);
     dnnl_format_tag_t ts = nhwc ? dnnl_nhwc : user_s, td = nhwc ? dnnl_nhwc : user_d;
-    TRY(dnnl_memory_desc_init_by_tag, (&pd->user_src, 4, src, dnnl_f32, user_s));
-    TRY(dnnl_memory_desc_init_by_tag, (&pd->user_dst, 4, dst, dnnl_f32, user_d));
-    TRY(dnnl_memory_desc_init_by_tag, (&pd->src, 4, src, dnnl_f32, ts));
-    TRY(dnnl_memory_desc_init_by_tag, (&pd->dst, 4, dst, dnnl_f32, td));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->user_x, 4, src, act_dt(d->t.x), user_s));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->user_dx, 4, src, act_dt(d->t.dx), user_s));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->user_y, 4, dst, act_dt(d->t.y), user_d));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->user_dy, 4, dst, act_dt(d->t.dy), user_d));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->src, 4, src, act_dt(d->t.dx), ts));
+    TRY(dnnl_memory_desc_init_by_tag, (&pd->dst, 4, dst, act_dt(d->t.y), td));
     TRY(dnnl_memory_desc_init_by_tag, (&pd->wei_any, 4, wei, dnnl_f32, dnnl_format_tag_any));
     TRY(dnnl_memory_desc_init_by_tag, (&pd->wei_user, 4, wei, dnnl_f32, dnnl_oihw));
     TRY(dnnl_memory_desc_init_by_tag, (&pd->src16, 4, src, low, ts));
@@ -278,8 +284,8 @@ static int pd_create(dnnl_primitive_desc_t *out, const void *op, const_dnnl_prim
 }
 
 /* Creates the three convolution primitive descriptors (the forward one is the hint of the backward ones):
- * forward reads src16 and wei16 and writes fp32 dst; backward data reads dst16 (dy) and wei16 and writes
- * fp32 src (dx); backward weights reads src16 and dst16 and writes fp32 weights (dw). */
+ * forward reads src16 and wei16 and writes dst (y); backward data reads dst16 (dy) and wei16 and writes src
+ * (dx); backward weights reads src16 and dst16 and writes fp32 weights (dw). */
 static int descs_init_conv(PlanDescs *pd, CpuConv *cc, const ConvDesc *d, Error *err) {
     dnnl_dims_t strides = {d->stride, d->stride}, pad = {d->pad, d->pad};
     dnnl_convolution_desc_t fwd, bwd_data, bwd_weights;
@@ -404,10 +410,10 @@ static int plan_make(CpuConvPlan *p, int block, bool nhwc, Error *err) {
     PlanDescs descs = {0};
     int rc = descs_init_memory(&descs, d, p->bf16, block, nhwc, err);
     if (rc == 0) rc = descs_init_conv(&descs, p->cc, d, err);
-    if (rc == 0) rc = cast_make(&p->x16, &descs.user_src, &descs.src16, false, &descs, p->cc, d, err);
-    if (rc == 0) rc = cast_make(&p->dy16, &descs.user_dst, &descs.dst16, false, &descs, p->cc, d, err);
-    if (rc == 0) rc = cast_make(&p->y_out, &descs.dst, &descs.user_dst, true, &descs, p->cc, d, err);
-    if (rc == 0) rc = cast_make(&p->dx_out, &descs.src, &descs.user_src, true, &descs, p->cc, d, err);
+    if (rc == 0) rc = cast_make(&p->x16, &descs.user_x, &descs.src16, false, &descs, p->cc, d, err);
+    if (rc == 0) rc = cast_make(&p->dy16, &descs.user_dy, &descs.dst16, false, &descs, p->cc, d, err);
+    if (rc == 0) rc = cast_make(&p->y_out, &descs.dst, &descs.user_y, true, &descs, p->cc, d, err);
+    if (rc == 0) rc = cast_make(&p->dx_out, &descs.src, &descs.user_dx, true, &descs, p->cc, d, err);
     if (rc == 0)
         rc = pass_make(&p->fwd, descs.fwd, dnnl_query_weights_md, false, dnnl_query_src_md, dnnl_query_dst_md,
                        &descs, p->cc, d, err);
@@ -490,6 +496,10 @@ int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, bool win
     p->cc = cc;
     p->d = *d;
     p->bf16 = bf16;
+    if (!bf16 && (d->t.x || d->t.y || d->t.dx || d->t.dy)) {
+        free(p);
+        return error_set(err, "bf16 storage of a convolution's activations needs a bf16 plan");
+    }
     int saved = threads_enter(cc);
     int rc;
     if (winograd && wino_tile(d, bf16, block)) {
@@ -579,7 +589,7 @@ static int cast_run(CpuConvPlan *p, ActCast *c, const void *from, void *to, Erro
 
 /* The input a conv primitive of p reads for the activation x: x itself, or its copy in the primitive's type
  * and layout. */
-static int input_x(CpuConvPlan *p, const float *x, const void **out, Error *err) {
+static int input_x(CpuConvPlan *p, const void *x, const void **out, Error *err) {
     *out = x;
     if (!p->x16.bytes) return 0;
     *out = work_x16(p->cc);
@@ -587,7 +597,7 @@ static int input_x(CpuConvPlan *p, const float *x, const void **out, Error *err)
 }
 
 /* Same for dy; the cast made by backward data is reused by backward weights of the same plan and dy. */
-static int input_dy(CpuConvPlan *p, const float *dy, bool keep, const void **out, Error *err) {
+static int input_dy(CpuConvPlan *p, const void *dy, bool keep, const void **out, Error *err) {
     CpuConv *cc = p->cc;
     *out = dy;
     if (!p->dy16.bytes) return 0;
@@ -604,7 +614,7 @@ static int input_dy(CpuConvPlan *p, const float *dy, bool keep, const void **out
 }
 
 /* y [n, oh, ow, cout] = conv(x [n, h, w, cin], w [cout, cin, k, k]) */
-int cpu_conv_forward(void *plan, const float *x, const float *w, float *y, Error *err) {
+int cpu_conv_forward(void *plan, const void *x, const float *w, void *y, Error *err) {
     CpuConvPlan *p = plan;
     if (p->wino_m) {
         wino_forward(&p->d, p->wino_m, p->wino_bx, p->wino_by, x, w, y, work_scratch(p->cc), p->cc->threads);
@@ -622,7 +632,7 @@ int cpu_conv_forward(void *plan, const float *x, const float *w, float *y, Error
 }
 
 /* dx [n, h, w, cin] from dy [n, oh, ow, cout] and w [cout, cin, k, k] */
-int cpu_conv_backward_data(void *plan, const float *dy, const float *w, float *dx, Error *err) {
+int cpu_conv_backward_data(void *plan, const void *dy, const float *w, void *dx, Error *err) {
     CpuConvPlan *p = plan;
     if (p->wino_m) {
         wino_backward_data(&p->d, p->wino_m, p->wino_bx, p->wino_by, dy, w, dx, work_scratch(p->cc),
@@ -642,7 +652,7 @@ int cpu_conv_backward_data(void *plan, const float *dy, const float *w, float *d
 }
 
 /* dw [cout, cin, k, k] from x [n, h, w, cin] and dy [n, oh, ow, cout] */
-int cpu_conv_backward_weights(void *plan, const float *x, const float *dy, float *dw, Error *err) {
+int cpu_conv_backward_weights(void *plan, const void *x, const void *dy, float *dw, Error *err) {
     CpuConvPlan *p = plan;
     if (p->wino_m) {
         wino_backward_weights(&p->d, p->wino_m, p->wino_bx, p->wino_by, x, dy, dw, work_scratch(p->cc),

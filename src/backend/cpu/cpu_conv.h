@@ -39,10 +39,10 @@ void cpu_conv_plan_free(void *plan);
 const char *cpu_conv_impl(const void *plan, int pass);
 
 /* y [n, oh, ow, cout] = conv(x [n, h, w, cin], w [cout, cin, k, k]) */
-int cpu_conv_forward(void *plan, const float *x, const float *w, float *y, Error *err);
+int cpu_conv_forward(void *plan, const void *x, const float *w, void *y, Error *err);
 /* dx [n, h, w, cin] from dy [n, oh, ow, cout] and w [cout, cin, k, k] */
-int cpu_conv_backward_data(void *plan, const float *dy, const float *w, float *dx, Error *err);
+int cpu_conv_backward_data(void *plan, const void *dy, const float *w, void *dx, Error *err);
 /* dw [cout, cin, k, k] from x [n, h, w, cin] and dy [n, oh, ow, cout] */
-int cpu_conv_backward_weights(void *plan, const float *x, const float *dy, float *dw, Error *err);
+int cpu_conv_backward_weights(void *plan, const void *x, const void *dy, float *dw, Error *err);
 
 #endif

@@ -319,6 +319,7 @@ static void run_conv(Cuda *c, CudaConv *p, Direction dir, const void *a, const v
 static int cu_conv_plan(Backend *be, const ConvDesc *d, void **plan, Error *err) {
     Cuda *c = cu_of(be);
     *plan = NULL;
+    if (conv_desc_check_f32(d, "cuda", err)) return -1;
     CudaConv *p = calloc(1, sizeof *p);
     if (!p) return error_set(err, "out of memory");
     p->d = *d;
@@ -378,8 +379,10 @@ static bool stage_bf16(Cuda *c, Scratch *s, const float *x, size_t n) {
     return true;
 }
 
-static int cu_conv_forward(Backend *be, void *plan, const float *x, const float *w, float *y, Error *err) {
+static int cu_conv_forward(Backend *be, void *plan, const void *xv, const float *w, void *yv, Error *err) {
     Cuda *c = cu_of(be);
+    const float *x = xv; /* fp32 storage only (cu_conv_plan) */
+    float *y = yv;
     CudaConv *p = plan;
     const ConvDesc *d = &p->d;
     size_t nx = (size_t)d->n * d->h * d->w * d->cin, ny = (size_t)d->n * d->oh * d->ow * d->cout;
@@ -399,8 +402,10 @@ static int cu_conv_forward(Backend *be, void *plan, const float *x, const float 
     return take_error(c, err);
 }
 
-static int cu_conv_backward_data(Backend *be, void *plan, const float *dy, const float *w, float *dx, Error *err) {
+static int cu_conv_backward_data(Backend *be, void *plan, const void *dyv, const float *w, void *dxv, Error *err) {
     Cuda *c = cu_of(be);
+    const float *dy = dyv;
+    float *dx = dxv;
     CudaConv *p = plan;
     const ConvDesc *d = &p->d;
     size_t nx = (size_t)d->n * d->h * d->w * d->cin, ny = (size_t)d->n * d->oh * d->ow * d->cout;
@@ -420,9 +425,10 @@ static int cu_conv_backward_data(Backend *be, void *plan, const float *dy, const
     return take_error(c, err);
 }
 
-static int cu_conv_backward_weights(Backend *be, void *plan, const float *x, const float *dy, float *dw,
+static int cu_conv_backward_weights(Backend *be, void *plan, const void *xv, const void *dyv, float *dw,
                                     Error *err) {
     Cuda *c = cu_of(be);
+    const float *x = xv, *dy = dyv;
     CudaConv *p = plan;
     const ConvDesc *d = &p->d;
     size_t nx = (size_t)d->n * d->h * d->w * d->cin, ny = (size_t)d->n * d->oh * d->ow * d->cout;

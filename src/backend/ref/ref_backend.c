@@ -32,6 +32,7 @@ static int ref_sync(Backend *be, Error *err) { (void)be; (void)err; return 0; }
 /* ---------------------------------------------------------------- convolution */
 
 static int ref_conv_plan(Backend *be, const ConvDesc *d, void **plan, Error *err) {
+    if (conv_desc_check_f32(d, "ref", err)) return -1;
     ConvDesc *p = malloc(sizeof *p);
     if (!p) return error_set(err, "out of memory");
     *p = *d;
@@ -40,8 +41,10 @@ static int ref_conv_plan(Backend *be, const ConvDesc *d, void **plan, Error *err
 }
 static void ref_conv_plan_free(Backend *be, void *plan) { free(plan); }
 
-static int ref_conv_forward(Backend *be, void *plan, const float *x, const float *w, float *y, Error *err) {
+static int ref_conv_forward(Backend *be, void *plan, const void *xv, const float *w, void *yv, Error *err) {
     const ConvDesc *d = plan;
+    const float *x = xv;
+    float *y = yv;
     for (int n = 0; n < d->n; n++)
         for (int oy = 0; oy < d->oh; oy++)
             for (int ox = 0; ox < d->ow; ox++)
@@ -63,9 +66,11 @@ static int ref_conv_forward(Backend *be, void *plan, const float *x, const float
     return 0;
 }
 
-static int ref_conv_backward_data(Backend *be, void *plan, const float *dy, const float *w, float *dx,
+static int ref_conv_backward_data(Backend *be, void *plan, const void *dyv, const float *w, void *dxv,
                                   Error *err) {
     const ConvDesc *d = plan;
+    const float *dy = dyv;
+    float *dx = dxv;
     size_t nx = (size_t)d->n * d->h * d->w * d->cin;
     double *acc = calloc(nx, sizeof *acc);
     if (!acc) return error_set(err, "out of memory");
@@ -91,9 +96,10 @@ static int ref_conv_backward_data(Backend *be, void *plan, const float *dy, cons
     return 0;
 }
 
-static int ref_conv_backward_weights(Backend *be, void *plan, const float *x, const float *dy, float *dw,
+static int ref_conv_backward_weights(Backend *be, void *plan, const void *xv, const void *dyv, float *dw,
                                      Error *err) {
     const ConvDesc *d = plan;
+    const float *x = xv, *dy = dyv;
     for (int co = 0; co < d->cout; co++)
         for (int ci = 0; ci < d->cin; ci++)
             for (int ky = 0; ky < d->k; ky++)
