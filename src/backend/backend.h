@@ -41,9 +41,9 @@
 typedef enum ActType { ACT_F32 = 0, ACT_BF16 = 1 } ActType;
 
 /* The storage of the four activations of a convolution (or of a batch norm: x its input, y its output, dy and dx
- * their gradients). Zero-initialized: all fp32. */
+ * their gradients, and skip the tensor its fused forward adds). Zero-initialized: all fp32. */
 typedef struct ActTypes {
-    ActType x, y, dx, dy;
+    ActType x, y, dx, dy, skip;
 } ActTypes;
 
 /* Geometry of one 2-D convolution (square kernel, symmetric zero padding, no dilation, groups = 1). */
@@ -124,13 +124,13 @@ typedef struct BackendOps {
                         const float *save_mean, const float *save_invstd, float *dx, float *dgamma,
                         float *dbeta);
     /* Optional fused forms (NULL: the model calls the operations one by one): batch norm followed by ReLU, or
-     * in forward by an add of skip [n, hw, c] (fp32) and then ReLU, bit-identical to them on fp32 storage.
+     * in forward by an add of skip [n, hw, c] and then ReLU, bit-identical to them on fp32 storage.
      * Forward: y = max(bn_forward_train(x) (+ skip), 0); the BN's own output (and the add's) is never stored.
      * Backward: bn_backward of dy * (y > 0), with y the ReLU's output [n, hw, c] and dy its gradient; y NULL:
-     * plain bn_backward of dy (a BN whose ReLU ran in the ADD after it). x, y, dy, dx are stored as t says
-     * (all ACT_F32 unless ops->bf16_store); the sums and the arithmetic stay fp32 and double either way. */
+     * plain bn_backward of dy (a BN whose ReLU ran in the ADD after it). x, y, dy, dx and skip are stored as t
+     * says (all ACT_F32 unless ops->bf16_store); the sums and the arithmetic stay fp32 and double either way. */
     void (*bn_relu_forward_train)(Backend *be, int n, int64_t hw, int c, ActTypes t, const void *x,
-                                  const float *skip, const float *gamma, const float *beta, void *y,
+                                  const void *skip, const float *gamma, const float *beta, void *y,
                                   float *save_mean, float *save_invstd, float *running_mean, float *running_var,
                                   float momentum, float eps);
     void (*bn_relu_backward)(Backend *be, int n, int64_t hw, int c, ActTypes t, const void *x, const void *y,
@@ -140,6 +140,8 @@ typedef struct BackendOps {
     /* ---- elementwise over n floats ---- */
     void (*relu_forward)(Backend *be, int64_t n, const float *x, float *y); /* may run in place (x == y) */
     void (*relu_backward)(Backend *be, int64_t n, const float *y, const float *dy, float *dx); /* dx = dy*(y>0) */
+    /* relu_backward with y stored bf16 (ActType); required with ops->bf16_store, NULL elsewhere */
+    void (*relu_backward_bf16)(Backend *be, int64_t n, const void *y, const float *dy, float *dx);
     void (*add)(Backend *be, int64_t n, const float *a, const float *b, float *y);           /* y = a + b */
     /* Optional (NULL: the model calls add, then relu_forward in place): y = max(a + b, 0), bit-identical to them */
     void (*add_relu)(Backend *be, int64_t n, const float *a, const float *b, float *y);

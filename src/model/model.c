@@ -694,12 +694,27 @@ static int only_reader(const Model *m, int t) {
     return t == model_output(m) ? -1 : at;
 }
 
+/* Whether every reader of the block output t (at least one) is a convolution or an ADD that the BN before it
+ * runs (FUSE_ADD_RELU: t is that BN's skip), and t is not the model's output. */
+static bool read_by_convs_and_skips(const Model *m, const Plan *p, int t) {
+    int readers = 0;
+    for (int j = 0; j < m->n_layers; j++) {
+        int r = layer_reads(&m->layers[j], t);
+        bool skip = m->layers[j].kind == LAYER_ADD && j > 0 && p->fuse[j - 1] == FUSE_ADD_RELU;
+        if (r && m->layers[j].kind != LAYER_CONV && !skip) return false;
+        readers += r;
+    }
+    return readers > 0 && t != model_output(m);
+}
+
 /* Marks in p->atype and p->gtype the tensors a bf16 training plan keeps in bf16 (on a backend with bf16_store;
  * convolutions read bf16 there anyway, so storing bf16 changes no product, only where the rounding happens):
  * a convolution's output whose only reader is a fused BN (the BN reads it, and writes its gradient for the
- * convolution's backward), and the ReLU output of a fused BN that only convolutions read (its gradient too when
- * one convolution reads it: written once by that convolution's backward, read by the BN's). The residual stream,
- * the input, pooling and everything else stay fp32. */
+ * convolution's backward), the ReLU output of a fused BN that only convolutions read (its gradient too when
+ * one convolution reads it: written once by that convolution's backward, read by the BN's), and the block
+ * outputs of the residual stream that only convolutions and the next block's fused ADD read (their gradients,
+ * sums of two paths, stay fp32), as PyTorch's CPU autocast keeps them. The input, pooling, the last block's
+ * output (read by the average pool) and the logits stay fp32. */
 static void plan_store(const Model *m, Plan *p) {
     p->bf16_store = false;
     if (!p->train || !m->be->bf16 || !m->be->ops->bf16_store) return;
@@ -708,8 +723,12 @@ static void plan_store(const Model *m, Plan *p) {
         int j = l->kind == LAYER_CONV ? only_reader(m, l->out) : -1;
         if (j >= 0 && m->layers[j].kind == LAYER_BN && p->fuse[j] != FUSE_NONE)
             p->atype[l->out] = p->gtype[l->out] = ACT_BF16;
-        if (l->kind != LAYER_BN || p->fuse[i] != FUSE_RELU) continue;
+        if (l->kind != LAYER_BN || p->fuse[i] == FUSE_NONE) continue;
         int lo = run_out(m, p, i);
+        if (p->fuse[i] == FUSE_ADD_RELU) {
+            if (read_by_convs_and_skips(m, p, lo)) p->atype[lo] = ACT_BF16;
+            continue;
+        }
         if (!read_by_convs(m, lo)) continue;
         p->atype[lo] = ACT_BF16;
         if (only_reader(m, lo) >= 0) p->gtype[lo] = ACT_BF16;
@@ -886,8 +905,9 @@ int model_forward(Model *m, Plan *p, bool train, Error *err) {
                                       "%dx%d is too small; use a larger batch)", l->name, p->n, p->h, p->w);
             int64_t hw = (int64_t)p->th[l->in] * p->tw[l->in];
             y = p->act[run_out(m, p, i)];
-            const float *skip = p->fuse[i] == FUSE_ADD_RELU ? p->act[run_in2(m, p, i)] : NULL;
-            ActTypes t = {.x = p->atype[l->in], .y = p->atype[run_out(m, p, i)]};
+            int in2 = p->fuse[i] == FUSE_ADD_RELU ? run_in2(m, p, i) : -1;
+            const float *skip = in2 >= 0 ? p->act[in2] : NULL;
+            ActTypes t = {.x = p->atype[l->in], .y = p->atype[run_out(m, p, i)], .skip = in2 >= 0 ? p->atype[in2] : 0};
             if (train) {
                 if (p->fuse[i] == FUSE_NONE)
                     ops->bn_forward_train(be, p->n, hw, c, x, g, b, y, p->bn_mean[i], p->bn_invstd[i], rm, rv,
@@ -1054,7 +1074,10 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
                 float *to = grad_target(p, ins[k]);
                 if (p->fuse[i] == FUSE_RELU && src == dy) {
                     const Layer *r = &m->layers[i + 1];
-                    ops->relu_backward(be, rows * c, p->act[r->out], p->grad[r->out], to);
+                    if (p->atype[r->out] == ACT_BF16)
+                        ops->relu_backward_bf16(be, rows * c, p->act[r->out], p->grad[r->out], to);
+                    else
+                        ops->relu_backward(be, rows * c, p->act[r->out], p->grad[r->out], to);
                 } else if (to != src) {
                     ops->copy(be, to, src, bytes);
                 }

@@ -421,7 +421,7 @@ static void test_conv_bf16_storage(void **state) {
             void *p32, *p16;
             conv_desc_of(&CONV_CASES[i], &d);
             assert_int_equal(be->ops->conv_plan(be, &d, &p32, &err), 0);
-            d.t = (ActTypes){ACT_BF16, ACT_BF16, ACT_BF16, ACT_BF16};
+            d.t = (ActTypes){.x = ACT_BF16, .y = ACT_BF16, .dx = ACT_BF16, .dy = ACT_BF16};
             if (be->ops->conv_plan(be, &d, &p16, &err) != 0) fprintf(stderr, "%s\n", err.msg);
             assert_non_null(p16);
             size_t nx = (size_t)d.n * d.h * d.w * d.cin, ny = (size_t)d.n * d.oh * d.ow * d.cout;
@@ -690,8 +690,8 @@ static bool same_stored(const char *name, ActType type, const uint16_t *got16, c
 /* bf16 storage in the fused batch-norm ops (ActTypes): the same as the fp32 ops run on the values the bf16
  * inputs hold, with every bf16 output the fp32 output rounded to nearest even and the statistics and parameter
  * gradients identical, bit for bit; every combination of stored types, in NHWC and blocked layouts (48 channels:
- * blocks on the blocked backend; 20: NHWC rows there too), forward with and without the skip add, backward with
- * and without the ReLU mask. */
+ * blocks on the blocked backend; 20: NHWC rows there too), forward with and without the (bf16-stored) skip add,
+ * backward with and without the ReLU mask; and relu_backward_bf16 as relu_backward on the values it holds. */
 static void test_bn_bf16_storage(void **state) {
     Backends *b = *state;
     Backend *bes[2] = {b->cpu, b->blk};
@@ -703,27 +703,37 @@ static void test_bn_bf16_storage(void **state) {
         int c = cs[k % 2];
         size_t N = (size_t)n * hw * c, C = (size_t)c;
         uint64_t seed = 5000 + 100 * (uint64_t)k;
-        float *x0 = frand(N, -1, 3, seed), *dy0 = frand(N, -1, 1, seed + 1), *skip = frand(N, -2, 1, seed + 2);
+        float *x0 = frand(N, -1, 3, seed), *dy0 = frand(N, -1, 1, seed + 1), *skip0 = frand(N, -2, 1, seed + 2);
         float *g = frand(C, 0.5f, 1.5f, seed + 3), *beta = frand(C, -1, 1, seed + 4);
         uint16_t *x16 = bf16_store(x0, N), *dy16 = bf16_store(dy0, N);
         float *x = bf16_load(x16, N), *dy = bf16_load(dy16, N); /* what the bf16 inputs hold */
         float *st0[4], *st1[4], *yref = fz(N), *ymask = fz(N), *yf = fz(N);
         uint16_t *ymask16 = NULL, *y16 = malloc(N * sizeof *y16);
-        for (int add = 0; add < 2; add++)
-            for (int tm = 0; tm < 4; tm++) { /* bit 0: x stored bf16, bit 1: y */
-                ActTypes t = {.x = tm & 1 ? ACT_BF16 : ACT_F32, .y = tm & 2 ? ACT_BF16 : ACT_F32};
-                for (int q = 0; q < 4; q++) st0[q] = frand(C, 0.5f, 1, seed + 5), st1[q] = fdup(st0[q], C);
-                o->bn_relu_forward_train(be, n, hw, c, F32, x, add ? skip : NULL, g, beta, yref, st0[0], st0[1],
-                                         st0[2], st0[3], 0.1f, 1e-5f);
-                o->bn_relu_forward_train(be, n, hw, c, t, t.x ? (const void *)x16 : x, add ? skip : NULL, g, beta,
-                                         t.y ? (void *)y16 : yf, st1[0], st1[1], st1[2], st1[3], 0.1f, 1e-5f);
-                assert_true(same_stored("bn+relu y with bf16 storage", t.y, y16, yf, yref, N));
-                for (int q = 0; q < 4; q++) {
-                    assert_same_floats("bn statistics with bf16 storage", st1[q], st0[q], C);
-                    free(st0[q]), free(st1[q]);
-                }
-                if (!add && tm == 0) memcpy(ymask, yref, N * sizeof *ymask); /* a ReLU output: the mask below */
+        uint16_t *skip16 = bf16_store(skip0, N);
+        float *skip = bf16_load(skip16, N);
+        for (int tm = 0; tm < 8; tm++) { /* bit 0: x stored bf16, bit 1: y, bit 2: skip (and the add) */
+            bool add = tm & 4;
+            ActTypes t = {.x = tm & 1 ? ACT_BF16 : ACT_F32, .y = tm & 2 ? ACT_BF16 : ACT_F32, .skip = ACT_BF16};
+            for (int q = 0; q < 4; q++) st0[q] = frand(C, 0.5f, 1, seed + 5), st1[q] = fdup(st0[q], C);
+            o->bn_relu_forward_train(be, n, hw, c, F32, x, add ? skip : NULL, g, beta, yref, st0[0], st0[1], st0[2],
+                                     st0[3], 0.1f, 1e-5f);
+            o->bn_relu_forward_train(be, n, hw, c, t, t.x ? (const void *)x16 : x, add ? skip16 : NULL, g, beta,
+                                     t.y ? (void *)y16 : yf, st1[0], st1[1], st1[2], st1[3], 0.1f, 1e-5f);
+            assert_true(same_stored("bn+relu y with bf16 storage", t.y, y16, yf, yref, N));
+            for (int q = 0; q < 4; q++) {
+                assert_same_floats("bn statistics with bf16 storage", st1[q], st0[q], C);
+                free(st0[q]), free(st1[q]);
             }
+            if (tm == 0) memcpy(ymask, yref, N * sizeof *ymask); /* a ReLU output: the mask below */
+        }
+        /* the ADD's ReLU mask from a bf16-stored output */
+        float *dxm0 = fz(N), *dxm1 = fz(N);
+        uint16_t *yref16 = bf16_store(yref, N);
+        float *yrefw = bf16_load(yref16, N);
+        o->relu_backward(be, (int64_t)N, yrefw, dy, dxm0);
+        o->relu_backward_bf16(be, (int64_t)N, yref16, dy, dxm1);
+        assert_same_floats("relu_backward_bf16", dxm1, dxm0, N);
+        free(dxm0), free(dxm1), free(yref16), free(yrefw), free(skip16), free(skip);
         ymask16 = bf16_store(ymask, N);
         float *ym = bf16_load(ymask16, N), *m = frand(C, -0.5f, 0.5f, seed + 6), *is = frand(C, 0.5f, 2, seed + 7);
         float *dxref = fz(N), *dxf = fz(N), *dg0 = fz(C), *db0 = fz(C), *dg1 = fz(C), *db1 = fz(C);
@@ -741,7 +751,7 @@ static void test_bn_bf16_storage(void **state) {
                 assert_same_floats("bn dgamma with bf16 storage", dg1, dg0, C);
                 assert_same_floats("bn dbeta with bf16 storage", db1, db0, C);
             }
-        float *all[] = {x0, dy0, skip, g, beta, x, dy, yref, ymask, yf, ym, m, is, dxref, dxf, dg0, db0, dg1, db1};
+        float *all[] = {x0, dy0, skip0, g, beta, x, dy, yref, ymask, yf, ym, m, is, dxref, dxf, dg0, db0, dg1, db1};
         for (size_t j = 0; j < sizeof all / sizeof *all; j++) free(all[j]);
         free(x16), free(dy16), free(y16), free(ymask16), free(dx16);
     }

@@ -187,17 +187,17 @@ static PoolDesc pool_view(Backend *be, const PoolDesc *d) {
  * ReLU whose output is y. The loops take it as a constant, one compiled loop each. */
 typedef enum { SUM_MOMENTS, SUM_GRADS, SUM_GRADS_RELU } SumKind;
 
-/* The activations of one batch-norm call, each stored fp32 or bf16 (ActType): forward reads x (and skip, fp32)
- * and writes out = y; backward reads x, dy and, after a ReLU, y, and writes out = dx. tm says which are bf16
- * (BN_X | BN_DY | BN_Y | BN_OUT). The loops below take tm as a constant (BN_TM_DISPATCH), so each combination
- * compiles to its own vector loop that widens and narrows in registers. */
+/* The activations of one batch-norm call, each stored fp32 or bf16 (ActType): forward reads x (and skip) and
+ * writes out = y; backward reads x, dy and, after a ReLU, y, and writes out = dx. tm says which are bf16
+ * (BN_X | BN_DY | BN_Y | BN_OUT; forward reads no dy, so there BN_SKIP, the same bit, marks the skip). The loops
+ * below take tm as a constant (BN_TM_DISPATCH), so each combination compiles to its own vector loop that widens
+ * and narrows in registers. */
 typedef struct BnIo {
-    const void *x, *dy, *y;
-    const float *skip;
+    const void *x, *dy, *y, *skip;
     void *out;
     unsigned tm;
 } BnIo;
-enum { BN_X = 1, BN_DY = 2, BN_Y = 4, BN_OUT = 8 };
+enum { BN_X = 1, BN_DY = 2, BN_Y = 4, BN_OUT = 8, BN_SKIP = BN_DY };
 
 /* Calls fn(seg, tm, ...) with tm as a constant (tm < 16), through SEG_DISPATCH. */
 #define BN_TM_CASE(k, seg, fn, ...) \
@@ -376,11 +376,11 @@ SEG_INLINE void apply_segment(int seg, unsigned tm, const ActView *v, int ch, in
         const void *restrict xr = (const char *)io->x + at * xs;
         void *restrict yr = (char *)io->out + at * ys;
         if (relu && io->skip) {
-            const float *restrict sr = io->skip + at;
+            const void *restrict sr = (const char *)io->skip + at * ((tm & BN_SKIP) ? 2 : 4);
 #pragma omp simd
             for (int j = 0; j < seg; j++) {
                 float o = ((BN_LD(tm, BN_X, xr, j) - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
-                o = o + sr[j];
+                o = o + BN_LD(tm, BN_SKIP, sr, j);
                 BN_ST(tm, yr, j, o > 0 ? o : 0.0f);
             }
         } else if (relu) {
@@ -407,8 +407,8 @@ static void bn_apply_chunk(int threads, int64_t rows, const ActView *v, int c0, 
         int j;
         int64_t start, end;
         while (tiles_next(&tw, &j, &start, &end))
-            BN_TM_DISPATCH(io->tm & (BN_X | BN_OUT), tw.seg, apply_segment, v, c0 + j, start, end, io, mean + j,
-                           mean_lo + j, scale + j, shift + j, relu);
+            BN_TM_DISPATCH(io->tm & (BN_X | BN_OUT | BN_SKIP), tw.seg, apply_segment, v, c0 + j, start, end, io,
+                           mean + j, mean_lo + j, scale + j, shift + j, relu);
     }
 }
 
@@ -438,10 +438,12 @@ static void cpu_bn_forward_train(Backend *be, int n, int64_t hw, int c, const fl
 }
 
 static void cpu_bn_relu_forward_train(Backend *be, int n, int64_t hw, int c, ActTypes t, const void *x,
-                                      const float *skip, const float *gamma, const float *beta, void *y,
+                                      const void *skip, const float *gamma, const float *beta, void *y,
                                       float *save_mean, float *save_invstd, float *running_mean, float *running_var,
                                       float momentum, float eps) {
-    BnIo io = {.x = x, .skip = skip, .out = y, .tm = (t.x == ACT_BF16 ? BN_X : 0) | (t.y == ACT_BF16 ? BN_OUT : 0)};
+    BnIo io = {.x = x, .skip = skip, .out = y,
+               .tm = (t.x == ACT_BF16 ? BN_X : 0) | (t.y == ACT_BF16 ? BN_OUT : 0) |
+                     (skip && t.skip == ACT_BF16 ? BN_SKIP : 0)};
     bn_train(be, n, hw, c, &io, gamma, beta, true, save_mean, save_invstd, running_mean, running_var, momentum,
              eps);
 }
@@ -547,6 +549,15 @@ static void cpu_bn_relu_backward(Backend *be, int n, int64_t hw, int c, ActTypes
 static void cpu_relu_forward(Backend *be, int64_t n, const float *x, float *y) {
 #pragma omp parallel for simd schedule(static) num_threads(be->threads)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0f;
+}
+
+static void cpu_relu_backward_bf16(Backend *be, int64_t n, const void *y, const float *dy, float *dx) {
+    const uint16_t *h = y;
+#pragma omp parallel for simd schedule(static) num_threads(be->threads)
+    for (int64_t i = 0; i < n; i++) {
+        float d = dy[i]; /* as in cpu_relu_backward */
+        dx[i] = bf16_widen(h[i]) > 0 ? d : 0.0f;
+    }
 }
 
 static void cpu_relu_backward(Backend *be, int64_t n, const float *y, const float *dy, float *dx) {
@@ -971,6 +982,7 @@ static const BackendOps CPU_OPS = {
     .bn_relu_backward = cpu_bn_relu_backward,
     .relu_forward = cpu_relu_forward,
     .relu_backward = cpu_relu_backward,
+    .relu_backward_bf16 = cpu_relu_backward_bf16,
     .add = cpu_add,
     .add_relu = cpu_add_relu,
     .axpy = cpu_axpy,
