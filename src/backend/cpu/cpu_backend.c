@@ -9,9 +9,10 @@
  * block (all channels in NHWC) so they vectorize, and each channel is summed in the same order in both
  * layouts, so the layout changes no result of an operation other than the convolutions. Batch-norm
  * statistics accumulate in double (runs of BN_RUN rows are summed in float first), and batch norm walks memory in
- * order (image by image, block by block: a block's pixels are contiguous). relu, add, axpy, max pool (values and
- * argmax), global average pool, sgd_step, channel_scale_forward and sample_scale give exactly the reference
- * backend's results; the blur sums its nine taps in float (the reference in double).
+ * order (image by image, block by block: a block's pixels are contiguous). The fused batch norm also reads and
+ * writes bf16-stored activations (backend.h ActTypes; bf16_store), widening them to fp32 in registers. relu, add,
+ * axpy, max pool (values and argmax), global average pool, sgd_step, channel_scale_forward and sample_scale give
+ * exactly the reference backend's results; the blur sums its nine taps in float (the reference in double).
  *
  * The backend keeps scratch memory (batch-norm partial sums here, the oneDNN workspace in cpu_conv.c), so
  * calls on one backend run one at a time, like work queued on one GPU stream. */

@@ -11,10 +11,11 @@
  * once per shape in cpu_conv_plan: primitives, reorders and memory objects without buffers. A call only points
  * the memory objects at its arguments (dnnl_memory_set_data_handle) and at the workspace the CpuConv shares
  * between its plans (oneDNN's scratchpads in user mode, and the weights in the primitives' layouts).
- * In bf16 (a plan made with bf16 = true) the three primitives read bf16 copies of their inputs — the
- * activations cast into the workspace by oneDNN reorders (round to nearest even), the weights cast by the
- * weight reorders — and accumulate and write fp32: y, dx and dw stay fp32 for the caller. Backward data and
- * backward weights read the same bf16 copy of dy: the first casts it, the second reuses it.
+ * In bf16 (a plan made with bf16 = true) the three primitives read bf16 inputs — the caller's own where its
+ * ConvDesc.t says they are stored bf16, else copies cast into the workspace by oneDNN reorders (round to nearest
+ * even); the weights cast by the weight reorders — and accumulate in fp32: y and dx come out in the caller's
+ * storage (fp32, or bf16 written by the primitive itself), dw in fp32. Backward data and backward weights read
+ * the same bf16 copy of dy: the first casts it, the second reuses it. An fp32 plan refuses bf16 storage.
  * oneDNN runs on OpenMP here; each entry point sets the OpenMP thread count to the backend's for its
  * duration and restores the caller's afterwards. */
 #include <omp.h>
