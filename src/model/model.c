@@ -672,12 +672,14 @@ static void plan_fuse(const Model *m, Plan *p) {
     }
 }
 
-/* Whether every reader of tensor t (at least one) is a convolution, and t is not the model's output. */
-static bool read_by_convs(const Model *m, int t) {
+/* Whether every reader of tensor t (at least one) is a convolution or, with skips, an ADD that the BN before it
+ * runs (FUSE_ADD_RELU: t is that BN's skip), and t is not the model's output. */
+static bool read_by_convs(const Model *m, const Plan *p, int t, bool skips) {
     int readers = 0;
     for (int j = 0; j < m->n_layers; j++) {
         int r = layer_reads(&m->layers[j], t);
-        if (r && m->layers[j].kind != LAYER_CONV) return false;
+        bool skip = skips && m->layers[j].kind == LAYER_ADD && j > 0 && p->fuse[j - 1] == FUSE_ADD_RELU;
+        if (r && m->layers[j].kind != LAYER_CONV && !skip) return false;
         readers += r;
     }
     return readers > 0 && t != model_output(m);
@@ -692,19 +694,6 @@ static int only_reader(const Model *m, int t) {
         if (r) at = j;
     }
     return t == model_output(m) ? -1 : at;
-}
-
-/* Whether every reader of the block output t (at least one) is a convolution or an ADD that the BN before it
- * runs (FUSE_ADD_RELU: t is that BN's skip), and t is not the model's output. */
-static bool read_by_convs_and_skips(const Model *m, const Plan *p, int t) {
-    int readers = 0;
-    for (int j = 0; j < m->n_layers; j++) {
-        int r = layer_reads(&m->layers[j], t);
-        bool skip = m->layers[j].kind == LAYER_ADD && j > 0 && p->fuse[j - 1] == FUSE_ADD_RELU;
-        if (r && m->layers[j].kind != LAYER_CONV && !skip) return false;
-        readers += r;
-    }
-    return readers > 0 && t != model_output(m);
 }
 
 /* Marks in p->atype and p->gtype the tensors a bf16 training plan keeps in bf16 (on a backend with bf16_store;
@@ -726,10 +715,10 @@ static void plan_store(const Model *m, Plan *p) {
         if (l->kind != LAYER_BN || p->fuse[i] == FUSE_NONE) continue;
         int lo = run_out(m, p, i);
         if (p->fuse[i] == FUSE_ADD_RELU) {
-            if (read_by_convs_and_skips(m, p, lo)) p->atype[lo] = ACT_BF16;
+            if (read_by_convs(m, p, lo, true)) p->atype[lo] = ACT_BF16;
             continue;
         }
-        if (!read_by_convs(m, lo)) continue;
+        if (!read_by_convs(m, p, lo, false)) continue;
         p->atype[lo] = ACT_BF16;
         if (only_reader(m, lo) >= 0) p->gtype[lo] = ACT_BF16;
     }
@@ -904,10 +893,10 @@ int model_forward(Model *m, Plan *p, bool train, Error *err) {
                 return error_set(err, "%s: batch norm sees 1 value per channel in training (micro-batch %d at "
                                       "%dx%d is too small; use a larger batch)", l->name, p->n, p->h, p->w);
             int64_t hw = (int64_t)p->th[l->in] * p->tw[l->in];
-            y = p->act[run_out(m, p, i)];
-            int in2 = p->fuse[i] == FUSE_ADD_RELU ? run_in2(m, p, i) : -1;
+            int lo = run_out(m, p, i), in2 = run_in2(m, p, i); /* in2: the ADD's other input with FUSE_ADD_RELU */
+            y = p->act[lo];
             const float *skip = in2 >= 0 ? p->act[in2] : NULL;
-            ActTypes t = {.x = p->atype[l->in], .y = p->atype[run_out(m, p, i)], .skip = in2 >= 0 ? p->atype[in2] : 0};
+            ActTypes t = {.x = p->atype[l->in], .y = p->atype[lo], .skip = in2 >= 0 ? p->atype[in2] : ACT_F32};
             if (train) {
                 if (p->fuse[i] == FUSE_NONE)
                     ops->bn_forward_train(be, p->n, hw, c, x, g, b, y, p->bn_mean[i], p->bn_invstd[i], rm, rv,

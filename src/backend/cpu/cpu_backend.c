@@ -233,6 +233,11 @@ static inline uint16_t bf16_narrow(float f) {
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
+/* Where element at of the activation p lies, stored bf16 when bit is in tm. */
+static inline const void *bn_at(const void *p, unsigned tm, unsigned bit, size_t at) {
+    return (const char *)p + at * ((tm & bit) ? sizeof(uint16_t) : sizeof(float));
+}
+
 /* Element i of the activation at p, stored bf16 when bit is in tm. */
 #define BN_LD(tm, bit, p, i) (((tm) & (bit)) ? bf16_widen(((const uint16_t *)(p))[i]) : ((const float *)(p))[i])
 /* Stores v as element i of the output at p (bf16 when tm has BN_OUT). */
@@ -250,7 +255,7 @@ static inline float bn_grad(float dy, float y, bool relu) { return relu ? (y > 0
  * t = x - c, f1 += t, f2 += t * t; the gradient sums f1 += g, f2 += g * (x - c) with g = bn_grad. */
 SEG_INLINE void sum_row(int seg, unsigned tm, SumKind kind, size_t at, const BnIo *io, const float *restrict c,
                         float *restrict f1, float *restrict f2) {
-    const void *restrict x = (const char *)io->x + at * ((tm & BN_X) ? 2 : 4);
+    const void *restrict x = bn_at(io->x, tm, BN_X, at);
     if (kind == SUM_MOMENTS) {
 #pragma omp simd
         for (int j = 0; j < seg; j++) {
@@ -261,8 +266,7 @@ SEG_INLINE void sum_row(int seg, unsigned tm, SumKind kind, size_t at, const BnI
         return;
     }
     bool relu = kind == SUM_GRADS_RELU;
-    const void *restrict dy = (const char *)io->dy + at * ((tm & BN_DY) ? 2 : 4);
-    const void *restrict y = relu ? (const char *)io->y + at * ((tm & BN_Y) ? 2 : 4) : NULL;
+    const void *restrict dy = bn_at(io->dy, tm, BN_DY, at), *restrict y = relu ? bn_at(io->y, tm, BN_Y, at) : NULL;
 #pragma omp simd
     for (int j = 0; j < seg; j++) {
         float g = bn_grad(BN_LD(tm, BN_DY, dy, j), relu ? BN_LD(tm, BN_Y, y, j) : 0.0f, relu);
@@ -372,12 +376,11 @@ SEG_INLINE void apply_segment(int seg, unsigned tm, const ActView *v, int ch, in
                               const BnIo *io, const float *restrict mean, const float *restrict mean_lo,
                               const float *restrict scale, const float *restrict shift, bool relu) {
     size_t at = view_offset(v, start, ch);
-    int xs = (tm & BN_X) ? 2 : 4, ys = (tm & BN_OUT) ? 2 : 4;
     for (int64_t r = start; r < end; r++, at += (size_t)v->b) {
-        const void *restrict xr = (const char *)io->x + at * xs;
-        void *restrict yr = (char *)io->out + at * ys;
+        const void *restrict xr = bn_at(io->x, tm, BN_X, at);
+        void *restrict yr = (void *)bn_at(io->out, tm, BN_OUT, at);
         if (relu && io->skip) {
-            const void *restrict sr = (const char *)io->skip + at * ((tm & BN_SKIP) ? 2 : 4);
+            const void *restrict sr = bn_at(io->skip, tm, BN_SKIP, at);
 #pragma omp simd
             for (int j = 0; j < seg; j++) {
                 float o = ((BN_LD(tm, BN_X, xr, j) - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
@@ -471,11 +474,10 @@ SEG_INLINE void backward_apply_segment(int seg, unsigned tm, bool relu, const Ac
                                        int64_t end, const BnIo *io, const float *restrict mean,
                                        const float *restrict a, const float *restrict b, const float *restrict k) {
     size_t at = view_offset(v, start, ch);
-    int xs = (tm & BN_X) ? 2 : 4, dys = (tm & BN_DY) ? 2 : 4, ys = (tm & BN_Y) ? 2 : 4, os = (tm & BN_OUT) ? 2 : 4;
     for (int64_t r = start; r < end; r++, at += (size_t)v->b) {
-        const void *restrict xr = (const char *)io->x + at * xs, *restrict dyr = (const char *)io->dy + at * dys;
-        const void *restrict yr = relu ? (const char *)io->y + at * ys : NULL;
-        void *restrict dr = (char *)io->out + at * os;
+        const void *restrict xr = bn_at(io->x, tm, BN_X, at), *restrict dyr = bn_at(io->dy, tm, BN_DY, at);
+        const void *restrict yr = relu ? bn_at(io->y, tm, BN_Y, at) : NULL;
+        void *restrict dr = (void *)bn_at(io->out, tm, BN_OUT, at);
 #pragma omp simd
         for (int j = 0; j < seg; j++) {
             float g = bn_grad(BN_LD(tm, BN_DY, dyr, j), relu ? BN_LD(tm, BN_Y, yr, j) : 0.0f, relu);
