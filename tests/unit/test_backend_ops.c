@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_bn.h"
 #include "backend/cpu/cpu_conv.h"
 #include "backend/cpu/winograd.h"
 #include "testutil.h"
@@ -755,6 +756,83 @@ static void test_bn_bf16_storage(void **state) {
         for (size_t j = 0; j < sizeof all / sizeof *all; j++) free(all[j]);
         free(x16), free(dy16), free(y16), free(ymask16), free(dx16);
     }
+}
+
+/* The AVX-512 build of batch norm (cpu_bn_avx512) gives the portable build's (cpu_bn_portable) bits: training
+ * forward (plain, with ReLU, with skip add and ReLU), evaluation and backward (with and without the ReLU mask),
+ * with fp32 and with every activation stored bf16, in NHWC and blocked layouts, for channel counts of one
+ * block, of NHWC rows and past BN_CHUNK (512). */
+static void test_bn_isa_tables_same(void **state) {
+    Backends *b = *state;
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("avx512vl") ||
+        !__builtin_cpu_supports("avx512cd")) {
+        fprintf(stderr, "note: this CPU has no AVX-512: only the portable batch norm runs here\n");
+        skip();
+    }
+    assert_ptr_equal(cpu_bn_select(), &cpu_bn_avx512);
+    const CpuBn *isa[2] = {&cpu_bn_portable, &cpu_bn_avx512};
+    Backend *bes[2] = {b->cpu, b->blk};
+    const int n = 3, hw = 37, cs[3] = {48, 20, 528};
+    double *work = aligned_alloc(64, cpu_bn_work_bytes(CPU_THREADS));
+    assert_non_null(work);
+    for (int k = 0; k < 6; k++) {
+        Backend *be = bes[k / 3];
+        int c = cs[k % 3];
+        size_t N = (size_t)n * hw * c, C = (size_t)c;
+        uint64_t seed = 7000 + 100 * (uint64_t)k;
+        float *x = frand(N, -1, 3, seed), *dy = frand(N, -1, 1, seed + 1), *skip = frand(N, -2, 1, seed + 2);
+        float *g = frand(C, 0.5f, 1.5f, seed + 3), *beta = frand(C, -1, 1, seed + 4);
+        uint16_t *x16 = bf16_store(x, N), *dy16 = bf16_store(dy, N), *skip16 = bf16_store(skip, N);
+        for (int bf = 0; bf < 2; bf++)
+            for (int mode = 0; mode < 3; mode++) { /* forward: plain BN, + ReLU, + skip add and ReLU */
+                float *y[2], *st[2][4];
+                const void *sk = mode < 2 ? NULL : bf ? (const void *)skip16 : skip;
+                BnIo io = {.x = bf ? (const void *)x16 : x, .skip = sk,
+                           .tm = bf ? BN_X | BN_OUT | (mode == 2 ? BN_SKIP : 0) : 0};
+                for (int v = 0; v < 2; v++) {
+                    y[v] = fz(N);
+                    for (int q = 0; q < 4; q++) st[v][q] = frand(C, 0.5f, 1, seed + 5);
+                    io.out = y[v];
+                    isa[v]->train(be, work, n, hw, c, &io, g, beta, mode > 0, st[v][0], st[v][1], st[v][2],
+                                  st[v][3], 0.1f, 1e-5f);
+                }
+                assert_true(same_bits("bn train y, avx512 vs portable", y[1], y[0], bf ? N / 2 : N, sizeof(float)));
+                for (int q = 0; q < 4; q++)
+                    assert_same_floats("bn statistics, avx512 vs portable", st[1][q], st[0][q], C);
+                if (mode == 0 && !bf) { /* evaluation with the statistics just made */
+                    float *e[2] = {fz(N), fz(N)};
+                    BnIo eio = {.x = x};
+                    for (int v = 0; v < 2; v++) {
+                        eio.out = e[v];
+                        isa[v]->eval(be, n, hw, c, &eio, g, beta, st[0][2], st[0][3], 1e-5f);
+                    }
+                    assert_same_floats("bn eval y, avx512 vs portable", e[1], e[0], N);
+                    free(e[0]), free(e[1]);
+                }
+                for (int relu = 0; relu < 2 && mode == 0; relu++) { /* without and with y's ReLU mask */
+                    float *dx[2], *dg[2], *db[2];
+                    BnIo bio = {.x = io.x, .dy = bf ? (const void *)dy16 : dy, .y = relu ? y[0] : NULL,
+                                .tm = bf ? BN_X | BN_DY | (relu ? BN_Y : 0) | BN_OUT : 0};
+                    for (int v = 0; v < 2; v++) {
+                        dx[v] = fz(N), dg[v] = fz(C), db[v] = fz(C);
+                        bio.out = dx[v];
+                        isa[v]->backward(be, work, n, hw, c, &bio, g, st[0][0], st[0][1], dg[v], db[v]);
+                    }
+                    assert_true(same_bits("bn backward dx, avx512 vs portable", dx[1], dx[0], bf ? N / 2 : N,
+                                          sizeof(float)));
+                    assert_same_floats("bn dgamma, avx512 vs portable", dg[1], dg[0], C);
+                    assert_same_floats("bn dbeta, avx512 vs portable", db[1], db[0], C);
+                    for (int v = 0; v < 2; v++) free(dx[v]), free(dg[v]), free(db[v]);
+                }
+                for (int v = 0; v < 2; v++) {
+                    free(y[v]);
+                    for (int q = 0; q < 4; q++) free(st[v][q]);
+                }
+            }
+        free(x), free(dy), free(skip), free(g), free(beta), free(x16), free(dy16), free(skip16);
+    }
+    free(work);
 }
 
 /* ---------------------------------------------------------------- elementwise */
@@ -1602,6 +1680,7 @@ int main(void) {
         cmocka_unit_test(test_bn_backward_matches_ref),
         cmocka_unit_test(test_bn_relu_fused_exact),
         cmocka_unit_test(test_bn_bf16_storage),
+        cmocka_unit_test(test_bn_isa_tables_same),
         cmocka_unit_test(test_elementwise_exact),
         cmocka_unit_test(test_maxpool_matches_ref),
         cmocka_unit_test(test_avgpool_matches_ref),

@@ -7,10 +7,9 @@
  * vector block (8 with AVX2, 16 with AVX-512) live in oneDNN's blocked layout nChwBc, where its convolution
  * kernels are fastest; the rest stay NHWC (backend.h). Inner loops run over the contiguous channels of one
  * block (all channels in NHWC) so they vectorize, and each channel is summed in the same order in both
- * layouts, so the layout changes no result of an operation other than the convolutions. Batch-norm
- * statistics accumulate in double (runs of BN_RUN rows are summed in float first), and batch norm walks memory in
- * order (image by image, block by block: a block's pixels are contiguous). The fused batch norm also reads and
- * writes bf16-stored activations (backend.h ActTypes; bf16_store), widening them to fp32 in registers. relu, add,
+ * layouts, so the layout changes no result of an operation other than the convolutions. Batch norm is in
+ * cpu_bn.c (compiled for AVX2 and for AVX-512, chosen at creation); the fused batch norm also reads and writes
+ * bf16-stored activations (backend.h ActTypes; bf16_store), widening them to fp32 in registers. relu, add,
  * axpy, max pool (values and argmax), global average pool, sgd_step, channel_scale_forward and sample_scale give
  * exactly the reference backend's results; the blur sums its nine taps in float (the reference in double).
  *
@@ -22,13 +21,13 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_bn.h"
+#include "backend/cpu/cpu_common.h"
 #include "backend/cpu/cpu_conv.h"
 #include "backend/ref/ref_backend.h"
 
 #define ALIGN 64
 #define PAR_BYTES ((size_t)1 << 20) /* memory functions below this size run on one thread */
-#define BN_CHUNK 512                /* channels a batch-norm pass handles at a time */
-#define BN_RUN 16                   /* rows batch-norm sums in float before adding them into double */
 #define POOL_CB 16                  /* channels per max-pool backward task */
 #define AVG_CB 64                   /* channels per average-pool task */
 #define FC_RB 4                     /* output rows per fully-connected task */
@@ -38,15 +37,12 @@ _Static_assert(FC_RB == 4, "fc_block and matmul_rows unroll 4 rows");
 typedef struct CpuImpl {
     CpuConv *conv;
     BackendOps ops;  /* CPU_OPS, with bf16 set when the CPU has native bf16 dot products */
-    double *bn_work; /* [threads, 2, BN_CHUNK] per-block partial sums of batch norm */
+    const CpuBn *bn; /* batch norm for this CPU's instruction set (cpu_bn_select) */
+    double *bn_work; /* its per-block partial sums, cpu_bn_work_bytes(threads) */
 } CpuImpl;
 
 static CpuImpl *impl_of(Backend *be) { return be->impl; }
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-/* First index of block b when n items are split into nb nearly equal contiguous blocks. */
-static int64_t block_start(int64_t n, int b, int nb) { return n / nb * b + min64(b, n % nb); }
 static size_t byte_block(size_t bytes, int b, int nb) { return (size_t)block_start((int64_t)bytes, b, nb); }
 
 /* ---------------------------------------------------------------- memory */
@@ -112,67 +108,6 @@ static int cpu_conv_backward_weights_op(Backend *be, void *plan, const void *x, 
     return cpu_conv_backward_weights(plan, x, dy, dw, err);
 }
 
-/* ---------------------------------------------------------------- activation layout */
-
-/* Where the channels of an activation x [n, hw, c] lie: in blocks of b channels, [n, c/b, hw, b]. NHWC is the
- * case b = c (one block); nChwBc has b = be->act_block. */
-typedef struct ActView {
-    int64_t hw;
-    int c, b;
-} ActView;
-
-static ActView act_view(Backend *be, int64_t hw, int c) {
-    int b = act_block_of(be, c);
-    return (ActView){.hw = hw, .c = c, .b = b ? b : c};
-}
-
-/* Offset of channel ch of row r (pixel r % hw of image r / hw) in view v; the same channel of the image's next
- * pixel lies v->b floats on. */
-static inline size_t view_offset(const ActView *v, int64_t r, int ch) {
-    int64_t i = r / v->hw, p = r % v->hw;
-    return (size_t)i * v->hw * v->c + (size_t)(ch / v->b) * v->hw * v->b + (size_t)p * v->b + ch % v->b;
-}
-
-/* Channels of [c0, c0 + cn) that lie next to each other in a row: all of them in NHWC, one block in nChwBc. */
-static int view_segment(const ActView *v, int cn) { return v->b < cn ? v->b : cn; }
-
-/* A thread's share of channels [c0, c0 + cn) of rows / hw images of a view, in memory order: tiles (the hw
- * pixels of one image's segment of seg channels; in NHWC the one segment holds every channel) taken image by
- * image and segment by segment, split between threads by pixel. */
-typedef struct TileWalk {
-    int64_t u, end, hw;
-    int nb, seg;
-} TileWalk;
-
-static TileWalk tiles_start(const ActView *v, int64_t rows, int cn, int t, int threads) {
-    int seg = view_segment(v, cn), nb = cn / seg;
-    int64_t total = rows * nb;
-    return (TileWalk){.u = block_start(total, t, threads), .end = block_start(total, t + 1, threads), .hw = v->hw,
-                      .nb = nb, .seg = seg};
-}
-
-/* The next piece of tw's share: rows [*start, *end) of the segment at channel offset *off; false when done. */
-static bool tiles_next(TileWalk *tw, int *off, int64_t *start, int64_t *end) {
-    if (tw->u >= tw->end) return false;
-    int64_t tile = tw->u / tw->hw, p = tw->u % tw->hw, i = tile / tw->nb, len = min64(tw->hw - p, tw->end - tw->u);
-    *off = (int)(tile % tw->nb) * tw->seg;
-    *start = i * tw->hw + p;
-    *end = *start + len;
-    tw->u += len;
-    return true;
-}
-
-/* The batch-norm loops over segments of channels are inlined into each caller, and SEG_DISPATCH calls them
- * with a constant 8 or 16 for the blocked layouts' segments, so those rows compile to fixed-width vector code
- * (a variable width of 8 made them 1.6x slower than NHWC's long rows). */
-#define SEG_INLINE static inline __attribute__((always_inline))
-#define SEG_DISPATCH(seg, fn, ...)                   \
-    do {                                             \
-        if ((seg) == 8) fn(8, __VA_ARGS__);          \
-        else if ((seg) == 16) fn(16, __VA_ARGS__);   \
-        else fn((seg), __VA_ARGS__);                 \
-    } while (0)
-
 /* A pool descriptor for the NHWC kernels that covers d's tensors in be's layout: nChwBc [n, c/B, h, w, B] is
  * the NHWC tensor [n * c/B, h, w, B], and pooling, blur and per-channel scaling treat channels apart. */
 static PoolDesc pool_view(Backend *be, const PoolDesc *d) {
@@ -182,263 +117,14 @@ static PoolDesc pool_view(Backend *be, const PoolDesc *d) {
     return v;
 }
 
-/* ---------------------------------------------------------------- batch norm */
-
-/* What the batch-norm sums add up: the moments of x, or the gradient sums of dy, or of dy * (y > 0) after a
- * ReLU whose output is y. The loops take it as a constant, one compiled loop each. */
-typedef enum { SUM_MOMENTS, SUM_GRADS, SUM_GRADS_RELU } SumKind;
-
-/* The activations of one batch-norm call, each stored fp32 or bf16 (ActType): forward reads x (and skip) and
- * writes out = y; backward reads x, dy and, after a ReLU, y, and writes out = dx. tm says which are bf16
- * (BN_X | BN_DY | BN_Y | BN_OUT; forward reads no dy, so there BN_SKIP, the same bit, marks the skip). The loops
- * below take tm as a constant (BN_TM_DISPATCH), so each combination compiles to its own vector loop that widens
- * and narrows in registers. */
-typedef struct BnIo {
-    const void *x, *dy, *y, *skip;
-    void *out;
-    unsigned tm;
-} BnIo;
-enum { BN_X = 1, BN_DY = 2, BN_Y = 4, BN_OUT = 8, BN_SKIP = BN_DY };
-
-/* Calls fn(seg, tm, ...) with tm as a constant (tm < 16), through SEG_DISPATCH. */
-#define BN_TM_CASE(k, seg, fn, ...) \
-    case k: SEG_DISPATCH(seg, fn, k, __VA_ARGS__); break;
-#define BN_TM_DISPATCH(tm, seg, fn, ...)                                                                    \
-    do {                                                                                                    \
-        switch (tm) {                                                                                       \
-            BN_TM_CASE(0, seg, fn, __VA_ARGS__) BN_TM_CASE(1, seg, fn, __VA_ARGS__)                         \
-            BN_TM_CASE(2, seg, fn, __VA_ARGS__) BN_TM_CASE(3, seg, fn, __VA_ARGS__)                         \
-            BN_TM_CASE(4, seg, fn, __VA_ARGS__) BN_TM_CASE(5, seg, fn, __VA_ARGS__)                         \
-            BN_TM_CASE(6, seg, fn, __VA_ARGS__) BN_TM_CASE(7, seg, fn, __VA_ARGS__)                         \
-            BN_TM_CASE(8, seg, fn, __VA_ARGS__) BN_TM_CASE(9, seg, fn, __VA_ARGS__)                         \
-            BN_TM_CASE(10, seg, fn, __VA_ARGS__) BN_TM_CASE(11, seg, fn, __VA_ARGS__)                       \
-            BN_TM_CASE(12, seg, fn, __VA_ARGS__) BN_TM_CASE(13, seg, fn, __VA_ARGS__)                       \
-            BN_TM_CASE(14, seg, fn, __VA_ARGS__) default: SEG_DISPATCH(seg, fn, 15, __VA_ARGS__); break;     \
-        }                                                                                                   \
-    } while (0)
-
-/* A bf16 value (the upper half of an fp32) as float. */
-static inline float bf16_widen(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-/* f rounded to the nearest bf16, ties to even (as oneDNN's reorders round); NaN stays NaN. */
-static inline uint16_t bf16_narrow(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-/* Where element at of the activation p lies, stored bf16 when bit is in tm. */
-static inline const void *bn_at(const void *p, unsigned tm, unsigned bit, size_t at) {
-    return (const char *)p + at * ((tm & bit) ? sizeof(uint16_t) : sizeof(float));
-}
-
-/* Element i of the activation at p, stored bf16 when bit is in tm. */
-#define BN_LD(tm, bit, p, i) (((tm) & (bit)) ? bf16_widen(((const uint16_t *)(p))[i]) : ((const float *)(p))[i])
-/* Stores v as element i of the output at p (bf16 when tm has BN_OUT). */
-#define BN_ST(tm, p, i, v)                                             \
-    do {                                                               \
-        if ((tm) & BN_OUT) ((uint16_t *)(p))[i] = bf16_narrow(v);      \
-        else ((float *)(p))[i] = (v);                                  \
-    } while (0)
-
-/* The gradient batch norm's backward sees: dy, or with relu dy * (y > 0) as relu_backward computes it (dy is
- * read in any case, so the loops vectorize without masked loads). */
-static inline float bn_grad(float dy, float y, bool relu) { return relu ? (y > 0 ? dy : 0.0f) : dy; }
-
-/* Adds one row of seg channels at offset at into the float sums f1, f2 [seg] of its run: the moments
- * t = x - c, f1 += t, f2 += t * t; the gradient sums f1 += g, f2 += g * (x - c) with g = bn_grad. */
-SEG_INLINE void sum_row(int seg, unsigned tm, SumKind kind, size_t at, const BnIo *io, const float *restrict c,
-                        float *restrict f1, float *restrict f2) {
-    const void *restrict x = bn_at(io->x, tm, BN_X, at);
-    if (kind == SUM_MOMENTS) {
-#pragma omp simd
-        for (int j = 0; j < seg; j++) {
-            float t = BN_LD(tm, BN_X, x, j) - c[j];
-            f1[j] += t;
-            f2[j] += t * t;
-        }
-        return;
-    }
-    bool relu = kind == SUM_GRADS_RELU;
-    const void *restrict dy = bn_at(io->dy, tm, BN_DY, at), *restrict y = relu ? bn_at(io->y, tm, BN_Y, at) : NULL;
-#pragma omp simd
-    for (int j = 0; j < seg; j++) {
-        float g = bn_grad(BN_LD(tm, BN_DY, dy, j), relu ? BN_LD(tm, BN_Y, y, j) : 0.0f, relu);
-        f1[j] += g;
-        f2[j] += g * (BN_LD(tm, BN_X, x, j) - c[j]);
-    }
-}
-
-/* The sums of sum_row over rows [a, b) (of one image) of the segment of seg channels at channel ch, in runs of
- * BN_RUN rows counted from the block's first row `start`: a run is summed in float into f1, f2 [seg] and added
- * into double s1, s2 [seg] when it ends (or the block does, at row `end`). A run can go on in the next image's
- * tile, so every channel is summed in the same order in every layout. */
-SEG_INLINE void sums_tile(int seg, unsigned tm, SumKind kind, const ActView *v, int ch, int64_t start, int64_t end,
-                          int64_t a, int64_t b, const BnIo *io, const float *restrict c, float *restrict f1,
-                          float *restrict f2, double *restrict s1, double *restrict s2) {
-    size_t at = view_offset(v, a, ch);
-    for (int64_t r = a; r < b;) {
-        for (int64_t stop = min64(b, r + BN_RUN - (r - start) % BN_RUN); r < stop; r++, at += (size_t)v->b)
-            sum_row(seg, tm, kind, at, io, c, f1, f2);
-        if ((r - start) % BN_RUN == 0 || r == end) {
-#pragma omp simd
-            for (int j = 0; j < seg; j++) {
-                s1[j] += f1[j], s2[j] += f2[j];
-                f1[j] = f2[j] = 0;
-            }
-        }
-    }
-}
-
-/* Per-block sums over rows of channels [c0, c0+cn) of io->x [n, hw, c] (view v), each block a contiguous share
- * of the rows walked in memory order (image by image, segment by segment): kind SUM_MOMENTS gives
- * s1 = sum (x - c), s2 = sum (x - c)^2 shifted by c [cn] = the first row (keeps the one-pass variance
- * accurate); the others s1 = sum g, s2 = sum g * (x - c) with c = the mean and g = bn_grad(dy, y).
- * part [blocks, 2, BN_CHUNK]. */
-static void bn_partial_sums(int blocks, int64_t rows, const ActView *v, int c0, int cn, SumKind kind,
-                            const BnIo *io, const float *c, double *part) {
-    int seg = view_segment(v, cn);
-    unsigned tm = io->tm & (kind == SUM_MOMENTS ? BN_X : kind == SUM_GRADS ? BN_X | BN_DY : BN_X | BN_DY | BN_Y);
-#pragma omp parallel for schedule(static) num_threads(blocks)
-    for (int t = 0; t < blocks; t++) {
-        double *restrict s1 = part + (size_t)t * 2 * BN_CHUNK, *restrict s2 = s1 + BN_CHUNK;
-        float f1[cn], f2[cn];
-        for (int j = 0; j < cn; j++) s1[j] = s2[j] = 0, f1[j] = f2[j] = 0;
-        int64_t start = block_start(rows, t, blocks), end = block_start(rows, t + 1, blocks);
-        for (int64_t a = start, b; a < end; a = b) {
-            b = min64(end, (a / v->hw + 1) * v->hw);
-            for (int q = 0; q < cn; q += seg) {
-                if (kind == SUM_MOMENTS)
-                    BN_TM_DISPATCH(tm, seg, sums_tile, SUM_MOMENTS, v, c0 + q, start, end, a, b, io, c + q, f1 + q,
-                                   f2 + q, s1 + q, s2 + q);
-                else if (kind == SUM_GRADS)
-                    BN_TM_DISPATCH(tm, seg, sums_tile, SUM_GRADS, v, c0 + q, start, end, a, b, io, c + q, f1 + q,
-                                   f2 + q, s1 + q, s2 + q);
-                else
-                    BN_TM_DISPATCH(tm, seg, sums_tile, SUM_GRADS_RELU, v, c0 + q, start, end, a, b, io, c + q,
-                                   f1 + q, f2 + q, s1 + q, s2 + q);
-            }
-        }
-    }
-}
-
-/* Sums slot j of the two partial rows of every block of part [blocks, 2, BN_CHUNK], in block order. */
-static void bn_combine(int blocks, const double *part, int j, double *a, double *b) {
-    double s1 = 0, s2 = 0;
-    for (int t = 0; t < blocks; t++) {
-        s1 += part[(size_t)t * 2 * BN_CHUNK + j];
-        s2 += part[(size_t)t * 2 * BN_CHUNK + BN_CHUNK + j];
-    }
-    *a = s1;
-    *b = s2;
-}
-
-/* Batch statistics of channels [c0, c0+cn) of io->x [n, hw, c] (view v): fills save_mean, save_invstd and
- * mean_lo [cn] (the part of the mean that save_mean's float cannot hold), and updates the running stats. */
-static void bn_stats_chunk(Backend *be, int64_t rows, const ActView *v, int c0, int cn, const BnIo *io,
-                           float *save_mean, float *save_invstd, float *mean_lo, float *running_mean,
-                           float *running_var, float momentum, float eps) {
-    double *part = impl_of(be)->bn_work;
-    float k[BN_CHUNK];
-    int seg = view_segment(v, cn);
-    for (int q = 0; q < cn; q += seg) {
-        size_t at = view_offset(v, 0, c0 + q);
-        for (int j = 0; j < seg; j++) k[q + j] = BN_LD(io->tm, BN_X, io->x, at + j);
-    }
-    bn_partial_sums(be->threads, rows, v, c0, cn, SUM_MOMENTS, io, k, part);
-    for (int j = 0; j < cn; j++) {
-        int ch = c0 + j;
-        double s1, s2;
-        bn_combine(be->threads, part, j, &s1, &s2);
-        double dm = s1 / (double)rows, var_sum = s2 - s1 * dm;
-        if (var_sum < 0) var_sum = 0;
-        double mean = k[j] + dm, var = var_sum / (double)rows;
-        save_mean[ch] = (float)mean;
-        mean_lo[j] = (float)(mean - save_mean[ch]);
-        save_invstd[ch] = (float)(1.0 / sqrt(var + eps));
-        double unbiased = rows > 1 ? var_sum / (double)(rows - 1) : var;
-        running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * mean);
-        running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * unbiased);
-    }
-}
-
-/* y = ((x - mean) - mean_lo) * scale + shift on rows [start, end) (of one image) of the segment of seg channels
- * at channel ch of io->x, io->out = y [n, hw, c] (view v), then with relu y = max(y (+ io->skip when not NULL),
- * 0) as add and relu_forward compute it; the per-channel arrays are [seg]. mean + mean_lo is the mean to twice
- * float precision: x - mean is exact for x near it. */
-SEG_INLINE void apply_segment(int seg, unsigned tm, const ActView *v, int ch, int64_t start, int64_t end,
-                              const BnIo *io, const float *restrict mean, const float *restrict mean_lo,
-                              const float *restrict scale, const float *restrict shift, bool relu) {
-    size_t at = view_offset(v, start, ch);
-    for (int64_t r = start; r < end; r++, at += (size_t)v->b) {
-        const void *restrict xr = bn_at(io->x, tm, BN_X, at);
-        void *restrict yr = (void *)bn_at(io->out, tm, BN_OUT, at);
-        if (relu && io->skip) {
-            const void *restrict sr = bn_at(io->skip, tm, BN_SKIP, at);
-#pragma omp simd
-            for (int j = 0; j < seg; j++) {
-                float o = ((BN_LD(tm, BN_X, xr, j) - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
-                o = o + BN_LD(tm, BN_SKIP, sr, j);
-                BN_ST(tm, yr, j, o > 0 ? o : 0.0f);
-            }
-        } else if (relu) {
-#pragma omp simd
-            for (int j = 0; j < seg; j++) {
-                float o = ((BN_LD(tm, BN_X, xr, j) - mean[j]) - mean_lo[j]) * scale[j] + shift[j];
-                BN_ST(tm, yr, j, o > 0 ? o : 0.0f);
-            }
-        } else {
-#pragma omp simd
-            for (int j = 0; j < seg; j++)
-                BN_ST(tm, yr, j, ((BN_LD(tm, BN_X, xr, j) - mean[j]) - mean_lo[j]) * scale[j] + shift[j]);
-        }
-    }
-}
-
-/* apply_segment over channels [c0, c0+cn) of every row, in memory order; the per-channel arrays are [cn]. */
-static void bn_apply_chunk(int threads, int64_t rows, const ActView *v, int c0, int cn, const BnIo *io,
-                           const float *mean, const float *mean_lo, const float *scale, const float *shift,
-                           bool relu) {
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int t = 0; t < threads; t++) {
-        TileWalk tw = tiles_start(v, rows, cn, t, threads);
-        int j;
-        int64_t start, end;
-        while (tiles_next(&tw, &j, &start, &end))
-            BN_TM_DISPATCH(io->tm & (BN_X | BN_OUT | BN_SKIP), tw.seg, apply_segment, v, c0 + j, start, end, io,
-                           mean + j, mean_lo + j, scale + j, shift + j, relu);
-    }
-}
-
-/* Training batch norm of io->x [n, hw, c] into io->out, followed by ReLU when relu, after adding io->skip
- * [n, hw, c] when not NULL. */
-static void bn_train(Backend *be, int n, int64_t hw, int c, const BnIo *io, const float *gamma, const float *beta,
-                     bool relu, float *save_mean, float *save_invstd, float *running_mean, float *running_var,
-                     float momentum, float eps) {
-    float scale[BN_CHUNK], mean_lo[BN_CHUNK];
-    ActView v = act_view(be, hw, c);
-    int64_t rows = (int64_t)n * hw;
-    for (int c0 = 0; c0 < c; c0 += BN_CHUNK) {
-        int cn = (int)min64(BN_CHUNK, c - c0);
-        bn_stats_chunk(be, rows, &v, c0, cn, io, save_mean, save_invstd, mean_lo, running_mean, running_var,
-                       momentum, eps);
-        for (int j = 0; j < cn; j++) scale[j] = save_invstd[c0 + j] * gamma[c0 + j];
-        bn_apply_chunk(be->threads, rows, &v, c0, cn, io, save_mean + c0, mean_lo, scale, beta + c0, relu);
-    }
-}
+/* ---------------------------------------------------------------- batch norm (cpu_bn.c) */
 
 static void cpu_bn_forward_train(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
                                  const float *beta, float *y, float *save_mean, float *save_invstd,
                                  float *running_mean, float *running_var, float momentum, float eps) {
     BnIo io = {.x = x, .out = y};
-    bn_train(be, n, hw, c, &io, gamma, beta, false, save_mean, save_invstd, running_mean, running_var, momentum,
-             eps);
+    impl_of(be)->bn->train(be, impl_of(be)->bn_work, n, hw, c, &io, gamma, beta, false, save_mean, save_invstd,
+                           running_mean, running_var, momentum, eps);
 }
 
 static void cpu_bn_relu_forward_train(Backend *be, int n, int64_t hw, int c, ActTypes t, const void *x,
@@ -448,94 +134,23 @@ static void cpu_bn_relu_forward_train(Backend *be, int n, int64_t hw, int c, Act
     BnIo io = {.x = x, .skip = skip, .out = y,
                .tm = (t.x == ACT_BF16 ? BN_X : 0) | (t.y == ACT_BF16 ? BN_OUT : 0) |
                      (skip && t.skip == ACT_BF16 ? BN_SKIP : 0)};
-    bn_train(be, n, hw, c, &io, gamma, beta, true, save_mean, save_invstd, running_mean, running_var, momentum,
-             eps);
+    impl_of(be)->bn->train(be, impl_of(be)->bn_work, n, hw, c, &io, gamma, beta, true, save_mean, save_invstd,
+                           running_mean, running_var, momentum, eps);
 }
 
 static void cpu_bn_forward_eval(Backend *be, int n, int64_t hw, int c, const float *x, const float *gamma,
                                 const float *beta, const float *running_mean, const float *running_var,
                                 float eps, float *y) {
-    float scale[BN_CHUNK], zero[BN_CHUNK] = {0};
-    ActView v = act_view(be, hw, c);
     BnIo io = {.x = x, .out = y};
-    for (int c0 = 0; c0 < c; c0 += BN_CHUNK) {
-        int cn = (int)min64(BN_CHUNK, c - c0);
-        for (int j = 0; j < cn; j++)
-            scale[j] = (float)(gamma[c0 + j] / sqrt((double)running_var[c0 + j] + eps));
-        bn_apply_chunk(be->threads, (int64_t)n * hw, &v, c0, cn, &io, running_mean + c0, zero, scale, beta + c0,
-                       false);
-    }
-}
-
-/* dx = a * (g - b - (x - mean) * k) with g = bn_grad (dy * (y > 0) with relu) on rows [start, end) (of one
- * image) of the segment of seg channels at channel ch of io's x, dy, y and out = dx (view v); mean, a, b, k
- * [seg]. */
-SEG_INLINE void backward_apply_segment(int seg, unsigned tm, bool relu, const ActView *v, int ch, int64_t start,
-                                       int64_t end, const BnIo *io, const float *restrict mean,
-                                       const float *restrict a, const float *restrict b, const float *restrict k) {
-    size_t at = view_offset(v, start, ch);
-    for (int64_t r = start; r < end; r++, at += (size_t)v->b) {
-        const void *restrict xr = bn_at(io->x, tm, BN_X, at), *restrict dyr = bn_at(io->dy, tm, BN_DY, at);
-        const void *restrict yr = relu ? bn_at(io->y, tm, BN_Y, at) : NULL;
-        void *restrict dr = (void *)bn_at(io->out, tm, BN_OUT, at);
-#pragma omp simd
-        for (int j = 0; j < seg; j++) {
-            float g = bn_grad(BN_LD(tm, BN_DY, dyr, j), relu ? BN_LD(tm, BN_Y, yr, j) : 0.0f, relu);
-            BN_ST(tm, dr, j, a[j] * (g - b[j] - (BN_LD(tm, BN_X, xr, j) - mean[j]) * k[j]));
-        }
-    }
-}
-
-/* backward_apply_segment over channels [c0, c0+cn) of every row, in memory order; mean, a, b, k [cn]. */
-static void bn_backward_apply_chunk(int threads, int64_t rows, const ActView *v, int c0, int cn, const BnIo *io,
-                                    const float *mean, const float *a, const float *b, const float *k) {
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int t = 0; t < threads; t++) {
-        TileWalk tw = tiles_start(v, rows, cn, t, threads);
-        int j;
-        int64_t start, end;
-        while (tiles_next(&tw, &j, &start, &end)) {
-            if (io->y)
-                BN_TM_DISPATCH(io->tm, tw.seg, backward_apply_segment, true, v, c0 + j, start, end, io, mean + j,
-                               a + j, b + j, k + j);
-            else
-                BN_TM_DISPATCH(io->tm & ~(unsigned)BN_Y, tw.seg, backward_apply_segment, false, v, c0 + j, start,
-                               end, io, mean + j, a + j, b + j, k + j);
-        }
-    }
-}
-
-/* Batch-norm backward of io->dy, or (io->y not NULL) of dy * (y > 0), into io->out = dx; all [n, hw, c]. */
-static void bn_backward(Backend *be, int n, int64_t hw, int c, const BnIo *io, const float *gamma,
-                        const float *save_mean, const float *save_invstd, float *dgamma, float *dbeta) {
-    double *part = impl_of(be)->bn_work;
-    float a[BN_CHUNK], b[BN_CHUNK], k[BN_CHUNK];
-    ActView v = act_view(be, hw, c);
-    int64_t rows = (int64_t)n * hw;
-    for (int c0 = 0; c0 < c; c0 += BN_CHUNK) {
-        int cn = (int)min64(BN_CHUNK, c - c0);
-        bn_partial_sums(be->threads, rows, &v, c0, cn, io->y ? SUM_GRADS_RELU : SUM_GRADS, io, save_mean + c0,
-                        part);
-        for (int j = 0; j < cn; j++) {
-            int ch = c0 + j;
-            double sdy, sdyx;
-            bn_combine(be->threads, part, j, &sdy, &sdyx);
-            double invstd = save_invstd[ch], dg = sdyx * invstd;
-            dgamma[ch] = (float)dg;
-            dbeta[ch] = (float)sdy;
-            a[j] = (float)(gamma[ch] * invstd);
-            b[j] = (float)(sdy / (double)rows);
-            k[j] = (float)(dg * invstd / (double)rows);
-        }
-        bn_backward_apply_chunk(be->threads, rows, &v, c0, cn, io, save_mean + c0, a, b, k);
-    }
+    impl_of(be)->bn->eval(be, n, hw, c, &io, gamma, beta, running_mean, running_var, eps);
 }
 
 static void cpu_bn_backward(Backend *be, int n, int64_t hw, int c, const float *x, const float *dy,
                             const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
                             float *dgamma, float *dbeta) {
     BnIo io = {.x = x, .dy = dy, .out = dx};
-    bn_backward(be, n, hw, c, &io, gamma, save_mean, save_invstd, dgamma, dbeta);
+    impl_of(be)->bn->backward(be, impl_of(be)->bn_work, n, hw, c, &io, gamma, save_mean, save_invstd, dgamma,
+                              dbeta);
 }
 
 static void cpu_bn_relu_backward(Backend *be, int n, int64_t hw, int c, ActTypes t, const void *x, const void *y,
@@ -544,7 +159,8 @@ static void cpu_bn_relu_backward(Backend *be, int n, int64_t hw, int c, ActTypes
     BnIo io = {.x = x, .dy = dy, .y = y, .out = dx,
                .tm = (t.x == ACT_BF16 ? BN_X : 0) | (t.dy == ACT_BF16 ? BN_DY : 0) | (t.y == ACT_BF16 ? BN_Y : 0) |
                      (t.dx == ACT_BF16 ? BN_OUT : 0)};
-    bn_backward(be, n, hw, c, &io, gamma, save_mean, save_invstd, dgamma, dbeta);
+    impl_of(be)->bn->backward(be, impl_of(be)->bn_work, n, hw, c, &io, gamma, save_mean, save_invstd, dgamma,
+                              dbeta);
 }
 
 /* ---------------------------------------------------------------- elementwise */
@@ -1014,7 +630,7 @@ int cpu_backend_create(int threads, Backend **out, Error *err) {
     if (threads <= 0) threads = omp_get_num_procs();
     Backend *be = calloc(1, sizeof *be);
     CpuImpl *im = calloc(1, sizeof *im);
-    double *work = calloc((size_t)threads * 2 * BN_CHUNK, sizeof *work);
+    double *work = calloc(1, cpu_bn_work_bytes(threads));
     if (!be || !im || !work) {
         free(be);
         free(im);
@@ -1028,6 +644,7 @@ int cpu_backend_create(int threads, Backend **out, Error *err) {
     be->act_block = cpu_conv_vector_block();
     be->winograd = true;
     be->impl = im;
+    im->bn = cpu_bn_select();
     im->bn_work = work;
     if (cpu_conv_create(threads, &im->conv, err) != 0) {
         cpu_backend_destroy(be);
