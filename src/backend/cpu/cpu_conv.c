@@ -7,7 +7,8 @@
  * gradient of a 3x3 convolution on a 2x2 image) or a generic direct kernel on a 1x1 convolution (a strided one
  * on an odd size, which the 1x1 kernel refuses) — runs its primitives on NHWC and reorders the blocked side into
  * and out of the workspace. The weights are the caller's PyTorch OIHW, reordered into the layout each primitive
- * asks for (dnnl_format_tag_any) when the two differ, and diff weights are reordered back to OIHW. Everything is made
+ * asks for (dnnl_format_tag_any) when the two differ, and diff weights are reordered back to OIHW (from AVX-512's
+ * ABcd16b16a by weights_unblock16 here, in under half the time of oneDNN's reorder). Everything is made
  * once per shape in cpu_conv_plan: primitives, reorders and memory objects without buffers. A call only points
  * the memory objects at its arguments (dnnl_memory_set_data_handle) and at the workspace the CpuConv shares
  * between its plans (oneDNN's scratchpads in user mode, and the weights in the primitives' layouts).
@@ -56,7 +57,8 @@ typedef struct ConvPass {
     dnnl_memory_t act_a, act_b; /* fwd: src, dst; bwd data: diff_dst, diff_src; bwd weights: src, diff_dst */
     dnnl_memory_t wei;          /* weights (or diff weights) in the primitive's layout */
     dnnl_memory_t user_wei;     /* OIHW weights of the caller; only with a reorder */
-    size_t wei_bytes;           /* bytes of wei in the workspace; 0 without a reorder */
+    size_t wei_bytes;           /* bytes of wei in the workspace; 0 when the primitive takes OIHW */
+    bool unblock16;             /* diff weights in ABcd16b16a, back to OIHW by weights_unblock16, not .reorder */
 } ConvPass;
 
 /* A oneDNN reorder of an activation between the caller's buffer and its copy in the workspace: to the
@@ -338,6 +340,13 @@ static int pass_make(ConvPass *ps, const_dnnl_primitive_desc_t pd, dnnl_query_t 
     if (dnnl_memory_desc_equal(wmd, &descs->wei_user)) return 0;
 
     ps->wei_bytes = dnnl_memory_desc_get_size(wmd);
+    if (to_user && d->cout % 16 == 0 && d->cin % 16 == 0) {
+        dnnl_memory_desc_t b16;
+        dnnl_dims_t dims = {d->cout, d->cin, d->k, d->k};
+        TRY(dnnl_memory_desc_init_by_tag, (&b16, 4, dims, dnnl_f32, dnnl_ABcd16b16a));
+        ps->unblock16 = dnnl_memory_desc_equal(wmd, &b16);
+        if (ps->unblock16) return 0;
+    }
     if (memory_make(&ps->user_wei, &descs->wei_user, cc, d, err) != 0) return -1;
     dnnl_primitive_desc_t rpd = NULL;
     const dnnl_memory_desc_t *from = to_user ? wmd : &descs->wei_user, *to = to_user ? &descs->wei_user : wmd;
@@ -541,15 +550,35 @@ static int prim_run(const Prim *pr, CpuConv *cc, int nargs, dnnl_exec_arg_t *arg
     return 0;
 }
 
-/* Points the pass's weights memory at user (OIHW) or, with a reorder, at the workspace. */
+/* Points the pass's weights memory at user (OIHW) or, when they differ, at the workspace. */
 static int pass_bind_weights(ConvPass *ps, CpuConv *cc, const float *user, const ConvDesc *d, Error *err) {
-    if (!ps->reorder.prim) {
+    if (!ps->wei_bytes) {
         TRY(dnnl_memory_set_data_handle, (ps->wei, (void *)user));
         return 0;
     }
-    TRY(dnnl_memory_set_data_handle, (ps->user_wei, (void *)user));
+    if (ps->user_wei) TRY(dnnl_memory_set_data_handle, (ps->user_wei, (void *)user));
     TRY(dnnl_memory_set_data_handle, (ps->wei, work_weights(cc)));
     return 0;
+}
+
+/* dw [cout, cin, k, k] (OIHW) from diff weights blk in oneDNN's ABcd16b16a, [cout/16, cin/16, k, k, 16 (cin),
+ * 16 (cout)]: per pair of 16-channel blocks, each output channel's 16 x k x k weights are one contiguous run of
+ * dw, gathered from the pair's k x k x 16 x 16 block (in L1). oneDNN's reorder took about twice a copy's time
+ * for this (docs/performance.md). */
+static void weights_unblock16(const ConvDesc *d, const float *blk, float *dw, int threads) {
+    int ob_n = d->cout / 16, ib_n = d->cin / 16, kk = d->k * d->k;
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+    for (int ob = 0; ob < ob_n; ob++)
+        for (int ib = 0; ib < ib_n; ib++) {
+            const float *src = blk + ((size_t)ob * ib_n + ib) * (size_t)kk * 256;
+            for (int s = 0; s < kk; s++)
+                for (int o = 0; o < 16; o++) {
+                    const float *t = src + s * 256 + o; /* (cin i, cout o) at t[16 * i] */
+                    float *dst = dw + ((size_t)(ob * 16 + o) * d->cin + (size_t)ib * 16) * kk + s;
+#pragma GCC unroll 16
+                    for (int i = 0; i < 16; i++) dst[i * kk] = t[16 * i];
+                }
+        }
 }
 
 /* Runs the weights reorder of ps (user -> primitive layout, or back for diff weights), if it has one. */
@@ -574,6 +603,7 @@ static int pass_run(CpuConvPlan *p, ConvPass *ps, int arg_a, const void *a, int 
     if (prim_run(&ps->conv, cc, 3, args, d, err) != 0) return -1;
     if (w_out && pass_reorder(ps, cc, true, d, err) != 0) return -1;
     TRY(dnnl_stream_wait, (cc->stream));
+    if (w_out && ps->unblock16) weights_unblock16(d, work_weights(cc), (float *)w, cc->threads);
     return 0;
 }
 
