@@ -96,10 +96,9 @@ int conv_desc_init(ConvDesc *d, int n, int h, int w, int cin, int cout, int k, i
     return 0;
 }
 
-int conv_desc_check_f32(const ConvDesc *d, const char *backend, Error *err) {
+int conv_desc_check_f32(const ConvDesc *d, const char *who, Error *err) {
     if (d->t.x == ACT_F32 && d->t.y == ACT_F32 && d->t.dx == ACT_F32 && d->t.dy == ACT_F32) return 0;
-    return error_set(err, "the %s backend keeps activations in fp32 only (a convolution asked for bf16 storage)",
-                     backend);
+    return error_set(err, "%s keeps activations in fp32 only (a convolution asked for bf16 storage)", who);
 }
 
 int pool_desc_init(PoolDesc *d, int n, int h, int w, int c, int k, int stride, int pad, Error *err) {

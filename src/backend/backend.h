@@ -243,8 +243,8 @@ int act_upload(Backend *be, float *dst, const float *src, int n, int64_t hw, int
 
 /* Fills the output size of a convolution; returns -1 with err when the output would be empty. */
 int conv_desc_init(ConvDesc *d, int n, int h, int w, int cin, int cout, int k, int stride, int pad, Error *err);
-/* 0 when every activation of d is fp32; else -1 with err naming the backend (one without ops->bf16_store). */
-int conv_desc_check_f32(const ConvDesc *d, const char *backend, Error *err);
+/* 0 when every activation of d is fp32; else -1 with err saying who refuses bf16 storage ("the ref backend"). */
+int conv_desc_check_f32(const ConvDesc *d, const char *who, Error *err);
 /* Fills the output size of a max pool; returns -1 with err when the output would be empty. */
 int pool_desc_init(PoolDesc *d, int n, int h, int w, int c, int k, int stride, int pad, Error *err);
 

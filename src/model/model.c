@@ -902,8 +902,8 @@ int model_forward(Model *m, Plan *p, bool train, Error *err) {
                     ops->bn_forward_train(be, p->n, hw, c, x, g, b, y, p->bn_mean[i], p->bn_invstd[i], rm, rv,
                                           BN_MOMENTUM, BN_EPS);
                 else
-                    ops->bn_relu_forward_train(be, p->n, hw, c, t, x, skip, g, b, y, p->bn_mean[i], p->bn_invstd[i], rm,
-                                               rv, BN_MOMENTUM, BN_EPS);
+                    ops->bn_relu_forward_train(be, p->n, hw, c, t, x, skip, g, b, y, p->bn_mean[i],
+                                               p->bn_invstd[i], rm, rv, BN_MOMENTUM, BN_EPS);
                 m->counters[m->params[l->num_batches_tracked].offset]++;
             } else { /* evaluating with a training plan: the fused layers one by one, in y */
                 ops->bn_forward_eval(be, p->n, hw, c, x, g, b, rm, rv, BN_EPS, y);
@@ -1025,9 +1025,9 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
                 bool relu = p->fuse[i] == FUSE_RELU;
                 int lo = relu ? run_out(m, p, i) : l->out;
                 ActTypes t = {.x = p->atype[l->in], .y = p->atype[lo], .dy = p->gtype[lo], .dx = p->gtype[l->in]};
-                ops->bn_relu_backward(be, p->n, (int64_t)p->th[l->in] * p->tw[l->in], c, t, x, relu ? p->act[lo] : NULL,
-                                      p->grad[lo], model_param_data(m, l->weight), p->bn_mean[i], p->bn_invstd[i], dx,
-                                      dg, db);
+                ops->bn_relu_backward(be, p->n, (int64_t)p->th[l->in] * p->tw[l->in], c, t, x,
+                                      relu ? p->act[lo] : NULL, p->grad[lo], model_param_data(m, l->weight),
+                                      p->bn_mean[i], p->bn_invstd[i], dx, dg, db);
             } else {
                 ops->bn_backward(be, p->n, (int64_t)p->th[l->in] * p->tw[l->in], c, x, dy, model_param_data(m, l->weight), p->bn_mean[i],
                                  p->bn_invstd[i], dx, dg, db);

@@ -501,15 +501,12 @@ static int wino_tile(const ConvDesc *d, bool bf16, int block) {
 /* Builds a plan on the backend's threads; on failure nothing is left allocated. */
 int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, bool winograd, void **plan, Error *err) {
     *plan = NULL;
+    if (!bf16 && conv_desc_check_f32(d, "an fp32 convolution plan of the cpu backend", err)) return -1;
     CpuConvPlan *p = calloc(1, sizeof *p);
     if (!p) return error_set(err, "out of memory planning a convolution");
     p->cc = cc;
     p->d = *d;
     p->bf16 = bf16;
-    if (!bf16 && (d->t.x || d->t.y || d->t.dx || d->t.dy)) {
-        free(p);
-        return error_set(err, "bf16 storage of a convolution's activations needs a bf16 plan");
-    }
     int saved = threads_enter(cc);
     int rc;
     if (winograd && wino_tile(d, bf16, block)) {

@@ -319,7 +319,7 @@ static void run_conv(Cuda *c, CudaConv *p, Direction dir, const void *a, const v
 static int cu_conv_plan(Backend *be, const ConvDesc *d, void **plan, Error *err) {
     Cuda *c = cu_of(be);
     *plan = NULL;
-    if (conv_desc_check_f32(d, "cuda", err)) return -1;
+    if (conv_desc_check_f32(d, "the cuda backend", err)) return -1;
     CudaConv *p = calloc(1, sizeof *p);
     if (!p) return error_set(err, "out of memory");
     p->d = *d;

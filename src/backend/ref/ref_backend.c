@@ -32,7 +32,7 @@ static int ref_sync(Backend *be, Error *err) { (void)be; (void)err; return 0; }
 /* ---------------------------------------------------------------- convolution */
 
 static int ref_conv_plan(Backend *be, const ConvDesc *d, void **plan, Error *err) {
-    if (conv_desc_check_f32(d, "ref", err)) return -1;
+    if (conv_desc_check_f32(d, "the ref backend", err)) return -1;
     ConvDesc *p = malloc(sizeof *p);
     if (!p) return error_set(err, "out of memory");
     *p = *d;
