@@ -2,7 +2,7 @@
  * and ctrain's Winograd convolutions where they apply, to see which kernel a shape should take
  * (docs/performance.md, "Convolution kernels layer by layer" and "Winograd convolutions").
  *
- *   OMP_NUM_THREADS=2 conv-impls N H CIN COUT K STRIDE PAD [PASS [ROUNDS [both]]]
+ *   OMP_NUM_THREADS=2 conv-impls N H CIN COUT K STRIDE PAD [PASS [ROUNDS [both] [bf16]]]
  *
  * Square NHWC fp32 input [N, H, H, CIN], weights [COUT, CIN, K, K] in the layout each implementation asks for.
  * PASS 0 forward, 1 backward data, 2 backward weights; all three without it (or with -1). For each pass it
@@ -15,8 +15,11 @@
  * the names marked /nhwc or /blocked. For a 3x3, stride-1, pad-1 shape with multiples of 16 channels the rows
  * winograd_f2x2_3x3 and winograd_f4x4_3x3 (src/backend/cpu/winograd.c, on nChw8c activations, weights
  * transformed in every call as in training) are timed in the same rounds, whatever ctrain's rule would pick
- * (cpu_conv.c, wino_tile). Inputs are zeros: the kernels' time does not depend on the values. */
+ * (cpu_conv.c, wino_tile). With "bf16", the types of ctrain's bf16 plans with bf16 storage instead: bf16
+ * activations, gradients and weights, fp32 weight gradients (no Winograd rows: winograd.c is fp32). Inputs are
+ * zeros: the kernels' time does not depend on the values. */
 #include <omp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,7 +128,7 @@ static void impl_free(Impl *im) {
 
 int main(int argc, char **argv) {
     if (argc < 8) {
-        fprintf(stderr, "usage: conv-impls N H CIN COUT K STRIDE PAD [PASS 0|1|2|-1 [ROUNDS [both]]]\n");
+        fprintf(stderr, "usage: conv-impls N H CIN COUT K STRIDE PAD [PASS 0|1|2|-1 [ROUNDS [both] [bf16]]]\n");
         return 2;
     }
     int v[7];
@@ -139,12 +142,18 @@ int main(int argc, char **argv) {
     }
     int first = argc > 8 ? atoi(argv[8]) : -1, last = first, rounds = argc > 9 ? atoi(argv[9]) : 7;
     if (first < 0) first = 0, last = 2;
-    int layouts = argc > 10 && strcmp(argv[10], "both") == 0 ? 2 : 1;
-    if (first > 2 || rounds < 1 || rounds > MAX_ROUNDS || (argc > 10 && layouts == 1)) {
-        fprintf(stderr, "conv-impls: PASS is 0, 1, 2 or -1 (all), ROUNDS 1 to %d, and the last word \"both\"\n",
-                MAX_ROUNDS);
+    int layouts = 1, words = 0;
+    bool bf16 = false;
+    for (int i = 10; i < argc; i++) {
+        if (strcmp(argv[i], "both") == 0) layouts = 2, words++;
+        else if (strcmp(argv[i], "bf16") == 0) bf16 = true, words++;
+    }
+    if (first > 2 || rounds < 1 || rounds > MAX_ROUNDS || words != (argc > 10 ? argc - 10 : 0)) {
+        fprintf(stderr, "conv-impls: PASS is 0, 1, 2 or -1 (all), ROUNDS 1 to %d, then the words \"both\" and "
+                "\"bf16\" only\n", MAX_ROUNDS);
         return 2;
     }
+    dnnl_data_type_t low = bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_engine_t eng;
     dnnl_stream_t st;
     check(dnnl_engine_create(&eng, dnnl_cpu, 0), "dnnl_engine_create");
@@ -155,10 +164,11 @@ int main(int argc, char **argv) {
     dnnl_primitive_desc_t hint[2];
     for (int lay = 0; lay < layouts; lay++) {
         dnnl_format_tag_t act = lay ? dnnl_format_tag_any : dnnl_nhwc;
-        dnnl_memory_desc_t src, dst, wei;
-        check(dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, act), "dnnl_memory_desc_init_by_tag");
-        check(dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, act), "dnnl_memory_desc_init_by_tag");
-        check(dnnl_memory_desc_init_by_tag(&wei, 4, wd, dnnl_f32, dnnl_format_tag_any),
+        dnnl_memory_desc_t src, dst, wei, dwei;
+        check(dnnl_memory_desc_init_by_tag(&src, 4, sd, low, act), "dnnl_memory_desc_init_by_tag");
+        check(dnnl_memory_desc_init_by_tag(&dst, 4, dd, low, act), "dnnl_memory_desc_init_by_tag");
+        check(dnnl_memory_desc_init_by_tag(&wei, 4, wd, low, dnnl_format_tag_any), "dnnl_memory_desc_init_by_tag");
+        check(dnnl_memory_desc_init_by_tag(&dwei, 4, wd, dnnl_f32, dnnl_format_tag_any),
               "dnnl_memory_desc_init_by_tag");
         check(dnnl_convolution_forward_desc_init(&ops[lay][0], dnnl_forward_training, dnnl_convolution_direct, &src,
                                                  &wei, NULL, &dst, strides, pads, pads),
@@ -166,7 +176,7 @@ int main(int argc, char **argv) {
         check(dnnl_convolution_backward_data_desc_init(&ops[lay][1], dnnl_convolution_direct, &src, &wei, &dst,
                                                        strides, pads, pads),
               "dnnl_convolution_backward_data_desc_init");
-        check(dnnl_convolution_backward_weights_desc_init(&ops[lay][2], dnnl_convolution_direct, &src, &wei, NULL,
+        check(dnnl_convolution_backward_weights_desc_init(&ops[lay][2], dnnl_convolution_direct, &src, &dwei, NULL,
                                                           &dst, strides, pads, pads),
               "dnnl_convolution_backward_weights_desc_init");
         check(dnnl_primitive_desc_create(&hint[lay], &ops[lay][0], NULL, eng, NULL), "dnnl_primitive_desc_create");
@@ -198,7 +208,7 @@ int main(int argc, char **argv) {
         }
         ConvDesc d = {n, h, h, cin, cout, k, stride, pad, oh, oh, {0}};
         for (int m = 2; m <= 4; m += 2)
-            if (count < MAX_IMPLS && wino_supported(&d, m, 8, 8)) {
+            if (!bf16 && count < MAX_IMPLS && wino_supported(&d, m, 8, 8)) {
                 wino_make(&impls[count], &d, m, pass);
                 impl_run(&impls[count++], st);
             }
