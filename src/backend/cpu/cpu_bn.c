@@ -90,23 +90,6 @@ static bool tiles_next(TileWalk *tw, int *off, int64_t *start, int64_t *end) {
  * ReLU whose output is y. The loops take it as a constant, one compiled loop each. */
 typedef enum { SUM_MOMENTS, SUM_GRADS, SUM_GRADS_RELU } SumKind;
 
-/* Calls fn(seg, tm, ...) with tm (BnIo) as a constant (tm < 16), through SEG_DISPATCH. */
-#define BN_TM_CASE(k, seg, fn, ...) \
-    case k: SEG_DISPATCH(seg, fn, k, __VA_ARGS__); break;
-#define BN_TM_DISPATCH(tm, seg, fn, ...)                                                                    \
-    do {                                                                                                    \
-        switch (tm) {                                                                                       \
-            BN_TM_CASE(0, seg, fn, __VA_ARGS__) BN_TM_CASE(1, seg, fn, __VA_ARGS__)                         \
-            BN_TM_CASE(2, seg, fn, __VA_ARGS__) BN_TM_CASE(3, seg, fn, __VA_ARGS__)                         \
-            BN_TM_CASE(4, seg, fn, __VA_ARGS__) BN_TM_CASE(5, seg, fn, __VA_ARGS__)                         \
-            BN_TM_CASE(6, seg, fn, __VA_ARGS__) BN_TM_CASE(7, seg, fn, __VA_ARGS__)                         \
-            BN_TM_CASE(8, seg, fn, __VA_ARGS__) BN_TM_CASE(9, seg, fn, __VA_ARGS__)                         \
-            BN_TM_CASE(10, seg, fn, __VA_ARGS__) BN_TM_CASE(11, seg, fn, __VA_ARGS__)                       \
-            BN_TM_CASE(12, seg, fn, __VA_ARGS__) BN_TM_CASE(13, seg, fn, __VA_ARGS__)                       \
-            BN_TM_CASE(14, seg, fn, __VA_ARGS__) default: SEG_DISPATCH(seg, fn, 15, __VA_ARGS__); break;     \
-        }                                                                                                   \
-    } while (0)
-
 /* Where element at of the activation p lies, stored bf16 when bit is in tm. */
 static inline const void *bn_at(const void *p, unsigned tm, unsigned bit, size_t at) {
     return (const char *)p + at * ((tm & bit) ? sizeof(uint16_t) : sizeof(float));
@@ -158,8 +141,15 @@ SEG_INLINE void sums_tile(int seg, unsigned tm, SumKind kind, const ActView *v, 
                           float *restrict f2, double *restrict s1, double *restrict s2) {
     size_t at = view_offset(v, a, ch);
     for (int64_t r = a; r < b;) {
-        for (int64_t stop = min64(b, r + BN_RUN - (r - start) % BN_RUN); r < stop; r++, at += (size_t)v->b)
-            sum_row(seg, tm, kind, at, io, c, f1, f2);
+        int64_t stop = min64(b, r + BN_RUN - (r - start) % BN_RUN);
+        if (seg <= 16) { /* the blocked layouts' segments: the run's sums in registers */
+            float g1[16], g2[16];
+            for (int j = 0; j < seg; j++) g1[j] = f1[j], g2[j] = f2[j];
+            for (; r < stop; r++, at += (size_t)v->b) sum_row(seg, tm, kind, at, io, c, g1, g2);
+            for (int j = 0; j < seg; j++) f1[j] = g1[j], f2[j] = g2[j];
+        } else {
+            for (; r < stop; r++, at += (size_t)v->b) sum_row(seg, tm, kind, at, io, c, f1, f2);
+        }
         if ((r - start) % BN_RUN == 0 || r == end) {
 #pragma omp simd
             for (int j = 0; j < seg; j++) {
@@ -170,6 +160,65 @@ SEG_INLINE void sums_tile(int seg, unsigned tm, SumKind kind, const ActView *v, 
     }
 }
 
+/* ---------------------------------------------------------------- a thread's share of a pass */
+
+/* What one thread does in a pass of batch norm over channels [c0, c0 + cn) of rows rows of view v: share t of
+ * threads; kind says which loop (SumKind for the sums; relu for the forward and backward applies); p holds the
+ * pass's per-channel arrays [cn] (sums: the shift c; forward: mean, mean_lo, scale, shift; backward: mean, a, b,
+ * k) and part the sums' per-block results [threads, 2, BN_CHUNK]. */
+typedef struct BnShare {
+    const ActView *v;
+    const BnIo *io;
+    int64_t rows;
+    int c0, cn, t, threads, kind;
+    const float *p[4];
+    double *part;
+} BnShare;
+
+/* name_by_tm[16]: for each combination tm of bf16 activations (BnIo) one function running fn(tm, share) with tm
+ * a constant. They are separate functions (noinline) so that each one's few loops have the registers to
+ * themselves: inlined all into one OpenMP function, the hundred-odd loops kept counters and vector halves on the
+ * stack, and in the shared test machine's slow spells such a loop took up to nine times as long as in others
+ * (docs/performance.md, "Batch norm's loops in functions of their own"). */
+#define BN_TM_FN(name, fn, k) \
+    static __attribute__((noinline)) void name##_##k(const BnShare *s) { fn(k, s); }
+#define BN_BY_TM(name, fn)                                                                                    \
+    BN_TM_FN(name, fn, 0) BN_TM_FN(name, fn, 1) BN_TM_FN(name, fn, 2) BN_TM_FN(name, fn, 3)                   \
+    BN_TM_FN(name, fn, 4) BN_TM_FN(name, fn, 5) BN_TM_FN(name, fn, 6) BN_TM_FN(name, fn, 7)                   \
+    BN_TM_FN(name, fn, 8) BN_TM_FN(name, fn, 9) BN_TM_FN(name, fn, 10) BN_TM_FN(name, fn, 11)                 \
+    BN_TM_FN(name, fn, 12) BN_TM_FN(name, fn, 13) BN_TM_FN(name, fn, 14) BN_TM_FN(name, fn, 15)               \
+    static void (*const name##_by_tm[16])(const BnShare *) = {                                                \
+        name##_0, name##_1, name##_2,  name##_3,  name##_4,  name##_5,  name##_6,  name##_7,                  \
+        name##_8, name##_9, name##_10, name##_11, name##_12, name##_13, name##_14, name##_15};
+
+/* Share s->t of the per-block sums of bn_partial_sums: the block's rows walked image by image, and in each
+ * image segment by segment. */
+SEG_INLINE void sums_share(unsigned tm, const BnShare *s) {
+    const ActView *v = s->v;
+    int cn = s->cn, seg = view_segment(v, cn);
+    double *restrict s1 = s->part + (size_t)s->t * 2 * BN_CHUNK, *restrict s2 = s1 + BN_CHUNK;
+    float f1[cn], f2[cn];
+    for (int j = 0; j < cn; j++) s1[j] = s2[j] = 0, f1[j] = f2[j] = 0;
+    int64_t start = block_start(s->rows, s->t, s->threads), end = block_start(s->rows, s->t + 1, s->threads);
+    for (int64_t a = start, b; a < end; a = b) {
+        b = min64(end, (a / v->hw + 1) * v->hw);
+        for (int q = 0; q < cn; q += seg) {
+            const float *c = s->p[0] + q;
+            int ch = s->c0 + q;
+            if (s->kind == SUM_MOMENTS)
+                SEG_DISPATCH(seg, sums_tile, tm, SUM_MOMENTS, v, ch, start, end, a, b, s->io, c, f1 + q, f2 + q,
+                             s1 + q, s2 + q);
+            else if (s->kind == SUM_GRADS)
+                SEG_DISPATCH(seg, sums_tile, tm, SUM_GRADS, v, ch, start, end, a, b, s->io, c, f1 + q, f2 + q,
+                             s1 + q, s2 + q);
+            else
+                SEG_DISPATCH(seg, sums_tile, tm, SUM_GRADS_RELU, v, ch, start, end, a, b, s->io, c, f1 + q, f2 + q,
+                             s1 + q, s2 + q);
+        }
+    }
+}
+BN_BY_TM(sums, sums_share)
+
 /* Per-block sums over rows of channels [c0, c0+cn) of io->x [n, hw, c] (view v), each block a contiguous share
  * of the rows walked in memory order (image by image, segment by segment): kind SUM_MOMENTS gives
  * s1 = sum (x - c), s2 = sum (x - c)^2 shifted by c [cn] = the first row (keeps the one-pass variance
@@ -177,28 +226,12 @@ SEG_INLINE void sums_tile(int seg, unsigned tm, SumKind kind, const ActView *v, 
  * part [blocks, 2, BN_CHUNK]. */
 static void bn_partial_sums(int blocks, int64_t rows, const ActView *v, int c0, int cn, SumKind kind,
                             const BnIo *io, const float *c, double *part) {
-    int seg = view_segment(v, cn);
     unsigned tm = io->tm & (kind == SUM_MOMENTS ? BN_X : kind == SUM_GRADS ? BN_X | BN_DY : BN_X | BN_DY | BN_Y);
 #pragma omp parallel for schedule(static) num_threads(blocks)
     for (int t = 0; t < blocks; t++) {
-        double *restrict s1 = part + (size_t)t * 2 * BN_CHUNK, *restrict s2 = s1 + BN_CHUNK;
-        float f1[cn], f2[cn];
-        for (int j = 0; j < cn; j++) s1[j] = s2[j] = 0, f1[j] = f2[j] = 0;
-        int64_t start = block_start(rows, t, blocks), end = block_start(rows, t + 1, blocks);
-        for (int64_t a = start, b; a < end; a = b) {
-            b = min64(end, (a / v->hw + 1) * v->hw);
-            for (int q = 0; q < cn; q += seg) {
-                if (kind == SUM_MOMENTS)
-                    BN_TM_DISPATCH(tm, seg, sums_tile, SUM_MOMENTS, v, c0 + q, start, end, a, b, io, c + q, f1 + q,
-                                   f2 + q, s1 + q, s2 + q);
-                else if (kind == SUM_GRADS)
-                    BN_TM_DISPATCH(tm, seg, sums_tile, SUM_GRADS, v, c0 + q, start, end, a, b, io, c + q, f1 + q,
-                                   f2 + q, s1 + q, s2 + q);
-                else
-                    BN_TM_DISPATCH(tm, seg, sums_tile, SUM_GRADS_RELU, v, c0 + q, start, end, a, b, io, c + q,
-                                   f1 + q, f2 + q, s1 + q, s2 + q);
-            }
-        }
+        BnShare s = {.v = v, .io = io, .rows = rows, .c0 = c0, .cn = cn, .t = t, .threads = blocks, .kind = kind,
+                     .p = {c}, .part = part};
+        sums_by_tm[tm](&s);
     }
 }
 
@@ -274,18 +307,26 @@ SEG_INLINE void apply_segment(int seg, unsigned tm, const ActView *v, int ch, in
     }
 }
 
+/* Share s->t of bn_apply_chunk: its tiles in memory order; relu = s->kind. */
+SEG_INLINE void apply_share(unsigned tm, const BnShare *s) {
+    TileWalk tw = tiles_start(s->v, s->rows, s->cn, s->t, s->threads);
+    int j;
+    int64_t start, end;
+    while (tiles_next(&tw, &j, &start, &end))
+        SEG_DISPATCH(tw.seg, apply_segment, tm, s->v, s->c0 + j, start, end, s->io, s->p[0] + j, s->p[1] + j,
+                     s->p[2] + j, s->p[3] + j, s->kind);
+}
+BN_BY_TM(apply, apply_share)
+
 /* apply_segment over channels [c0, c0+cn) of every row, in memory order; the per-channel arrays are [cn]. */
 static void bn_apply_chunk(int threads, int64_t rows, const ActView *v, int c0, int cn, const BnIo *io,
                            const float *mean, const float *mean_lo, const float *scale, const float *shift,
                            bool relu) {
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int t = 0; t < threads; t++) {
-        TileWalk tw = tiles_start(v, rows, cn, t, threads);
-        int j;
-        int64_t start, end;
-        while (tiles_next(&tw, &j, &start, &end))
-            BN_TM_DISPATCH(io->tm & (BN_X | BN_OUT | BN_SKIP), tw.seg, apply_segment, v, c0 + j, start, end, io,
-                           mean + j, mean_lo + j, scale + j, shift + j, relu);
+        BnShare s = {.v = v, .io = io, .rows = rows, .c0 = c0, .cn = cn, .t = t, .threads = threads, .kind = relu,
+                     .p = {mean, mean_lo, scale, shift}};
+        apply_by_tm[io->tm & (BN_X | BN_OUT | BN_SKIP)](&s);
     }
 }
 
@@ -339,22 +380,30 @@ SEG_INLINE void backward_apply_segment(int seg, unsigned tm, bool relu, const Ac
     }
 }
 
+/* Share s->t of bn_backward_apply_chunk: its tiles in memory order; relu = s->kind. */
+SEG_INLINE void backward_share(unsigned tm, const BnShare *s) {
+    TileWalk tw = tiles_start(s->v, s->rows, s->cn, s->t, s->threads);
+    int j;
+    int64_t start, end;
+    while (tiles_next(&tw, &j, &start, &end)) {
+        if (s->kind)
+            SEG_DISPATCH(tw.seg, backward_apply_segment, tm, true, s->v, s->c0 + j, start, end, s->io, s->p[0] + j,
+                         s->p[1] + j, s->p[2] + j, s->p[3] + j);
+        else
+            SEG_DISPATCH(tw.seg, backward_apply_segment, tm, false, s->v, s->c0 + j, start, end, s->io, s->p[0] + j,
+                         s->p[1] + j, s->p[2] + j, s->p[3] + j);
+    }
+}
+BN_BY_TM(backward, backward_share)
+
 /* backward_apply_segment over channels [c0, c0+cn) of every row, in memory order; mean, a, b, k [cn]. */
 static void bn_backward_apply_chunk(int threads, int64_t rows, const ActView *v, int c0, int cn, const BnIo *io,
                                     const float *mean, const float *a, const float *b, const float *k) {
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int t = 0; t < threads; t++) {
-        TileWalk tw = tiles_start(v, rows, cn, t, threads);
-        int j;
-        int64_t start, end;
-        while (tiles_next(&tw, &j, &start, &end)) {
-            if (io->y)
-                BN_TM_DISPATCH(io->tm, tw.seg, backward_apply_segment, true, v, c0 + j, start, end, io, mean + j,
-                               a + j, b + j, k + j);
-            else
-                BN_TM_DISPATCH(io->tm & ~(unsigned)BN_Y, tw.seg, backward_apply_segment, false, v, c0 + j, start,
-                               end, io, mean + j, a + j, b + j, k + j);
-        }
+        BnShare s = {.v = v, .io = io, .rows = rows, .c0 = c0, .cn = cn, .t = t, .threads = threads,
+                     .kind = io->y != NULL, .p = {mean, a, b, k}};
+        backward_by_tm[io->y ? io->tm : io->tm & ~(unsigned)BN_Y](&s);
     }
 }
 
