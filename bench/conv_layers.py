@@ -10,9 +10,9 @@ worst first. It is how the slow kernels in docs/performance.md were found.
 
 Everything after -- goes to `ctrain bench` (--steps and --warmup default to 2 and 1 here). Needs build/ctrain.
 With --impls ROUNDS it then times every oneDNN implementation of each listed row with build/conv-impls (ROUNDS
-interleaved rounds, on the bench's --threads; in bf16 with --precision bf16) and adds the fastest one, its median time over that of the
-kernel ctrain ran, and the time per step it would save: how to check ctrain's kernel rules (cpu_conv.c,
-impl_rank) on another CPU.
+interleaved rounds, on the bench's --threads; in bf16 with --precision bf16) and adds the fastest one, its
+median time over that of the kernel ctrain ran, and the time per step it would save: how to check ctrain's
+kernel rules (cpu_conv.c, impl_rank) on another CPU.
 """
 import argparse
 import collections
@@ -84,7 +84,7 @@ def print_impls(rows, rounds, args, root):
     """Times every implementation of each row with conv-impls; prints the fastest beside ctrain's kernel."""
     threads = args[args.index("--threads") + 1] if "--threads" in args else str(os.cpu_count())
     env = dict(os.environ, OMP_NUM_THREADS=threads)
-    bf16 = "--precision" in args and args[args.index("--precision") + 1] == "bf16"
+    words = ["bf16"] if "--precision" in args and args[args.index("--precision") + 1] == "bf16" else []
     print("%8s %-14s %-17s %-22s %6s %8s  %s" % ("ms/step", "kernel", "pass", "fastest", "x", "saves ms", "shape"))
     saved = 0.0
     for r in rows:
@@ -93,8 +93,8 @@ def print_impls(rows, rounds, args, root):
         if ih != iw or kh != kw or r[4] not in PASSES:
             continue
         cmd = [os.path.join(root, "build", "conv-impls")] + [str(v) for v in (mb, ih, ic, oc, kh, sh, ph)]
-        words = ["bf16"] if bf16 else []
-        out = subprocess.run(cmd + [str(PASSES[r[4]]), str(rounds)] + words, env=env, capture_output=True, text=True)
+        out = subprocess.run(cmd + [str(PASSES[r[4]]), str(rounds)] + words, env=env, capture_output=True,
+                             text=True)
         med = {}
         for line in out.stdout.splitlines():
             f = re.match(r".*?\s(\S+)\s+([0-9.]+) ms \(fastest", line)
