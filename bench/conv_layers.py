@@ -4,7 +4,9 @@
 Runs `ctrain bench` with oneDNN's verbose mode (ONEDNN_VERBOSE=1 prints every primitive's kernel and time),
 groups the convolution calls by shape and pass, and prints the time per step, the GFLOP/s and the time lost
 against a GFLOP/s peak (by default bench/gemm_peak.py's yardstick for this machine, given with --peak),
-worst first. It is how the slow kernels in docs/performance.md were found.
+worst first. It is how the slow kernels in docs/performance.md were found. The passes ctrain runs by Winograd
+(src/backend/cpu/winograd.c, winograd_bf16.c) do not go through oneDNN and are not listed; --conv direct (a
+ctrain bench argument) puts every convolution on oneDNN.
 
     bench/conv_layers.py [--peak 130] [--top 25] [--impls 7] -- --model resnet50 --batch 32 --res 176 --threads 2
 

@@ -16,8 +16,9 @@
  * winograd_f2x2_3x3 and winograd_f4x4_3x3 (src/backend/cpu/winograd.c, on nChw8c activations, weights
  * transformed in every call as in training) are timed in the same rounds, whatever ctrain's rule would pick
  * (cpu_conv.c, wino_tile). With "bf16", the types of ctrain's bf16 plans with bf16 storage instead: bf16
- * activations, gradients and weights, fp32 weight gradients (no Winograd rows: winograd.c is fp32). Inputs are
- * zeros: the kernels' time does not depend on the values. */
+ * activations, gradients and weights, fp32 weight gradients; the Winograd row is then winograd_bf16.c's F(2x2)
+ * (on nChw16c, where the CPU has AVX512_BF16). Inputs are zeros: the kernels'
+ * time does not depend on the values. */
 #include <omp.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -28,7 +29,9 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 
+#include "backend/cpu/cpu_conv.h"
 #include "backend/cpu/winograd.h"
+#include "backend/cpu/winograd_bf16.h"
 #include "train/report.h"
 
 #define MAX_IMPLS 16
@@ -48,28 +51,35 @@ static void check(dnnl_status_t st, const char *call) {
 }
 
 /* One implementation of a pass, ready to run: its primitive and its arguments on zeroed buffers, or (prim NULL)
- * winograd.c's with m x m tiles on zeroed buffers a, b (the pass's activations in wino_*'s order) and w. */
+ * winograd.c's with m x m tiles (or, bf16, winograd_bf16.c's) on zeroed buffers a, b (the pass's activations in
+ * wino_*'s order) and w. */
 typedef struct Impl {
     char name[64];
     dnnl_primitive_t prim;
     dnnl_exec_arg_t args[4];
     int nargs;
     int wino_m, pass;
+    bool bf16;
     ConvDesc d;
     float *a, *b, *w;
     void *work;
     double t[MAX_ROUNDS]; /* seconds per round */
 } Impl;
 
-/* winograd.c's convolution with m x m tiles for pass of d, on nChw8c activations. */
-static void wino_make(Impl *im, const ConvDesc *d, int m, int pass) {
+/* winograd.c's convolution with m x m tiles for pass of d, on nChw8c activations; with bf16, winograd_bf16.c's
+ * (m 2) on bf16 nChw16c activations. */
+static void wino_make(Impl *im, const ConvDesc *d, int m, int pass, bool bf16) {
     memset(im, 0, sizeof *im);
-    snprintf(im->name, sizeof im->name, "winograd_f%dx%d_3x3:avx2/nChw8c", m, m);
+    if (bf16) snprintf(im->name, sizeof im->name, "winograd_f2x2_3x3_bf16:avx512/nChw16c");
+    else snprintf(im->name, sizeof im->name, "winograd_f%dx%d_3x3:avx2/nChw8c", m, m);
     im->wino_m = m;
     im->pass = pass;
+    im->bf16 = bf16;
     im->d = *d;
+    if (bf16) im->d.t = (ActTypes){ACT_BF16, ACT_BF16, ACT_BF16, ACT_BF16, ACT_BF16};
     size_t nx = (size_t)d->n * d->h * d->w * d->cin, ny = (size_t)d->n * d->oh * d->ow * d->cout;
-    size_t bytes = (wino_work_bytes(d, m, omp_get_max_threads()) + 63) / 64 * 64;
+    size_t work = bf16 ? wino16_work_bytes(d, omp_get_max_threads()) : wino_work_bytes(d, m, omp_get_max_threads());
+    size_t bytes = (work + 63) / 64 * 64;
     im->a = calloc(pass == 1 ? ny : nx, sizeof(float));
     im->b = calloc(pass == 1 ? nx : ny, sizeof(float));
     im->w = calloc((size_t)d->cout * d->cin * 9, sizeof(float));
@@ -110,7 +120,10 @@ static double impl_run(const Impl *im, dnnl_stream_t st) {
     if (im->wino_m) {
         const ConvDesc *d = &im->d;
         int m = im->wino_m, th = omp_get_max_threads();
-        if (im->pass == 0) wino_forward(d, m, 8, 8, im->a, im->w, im->b, im->work, th);
+        if (im->bf16 && im->pass == 0) wino16_forward(d, 16, 16, im->a, im->w, im->b, im->work, th);
+        else if (im->bf16 && im->pass == 1) wino16_backward_data(d, 16, 16, im->a, im->w, im->b, im->work, th);
+        else if (im->bf16) wino16_backward_weights(d, 16, 16, im->a, im->b, im->w, im->work, th);
+        else if (im->pass == 0) wino_forward(d, m, 8, 8, im->a, im->w, im->b, im->work, th);
         else if (im->pass == 1) wino_backward_data(d, m, 8, 8, im->a, im->w, im->b, im->work, th);
         else wino_backward_weights(d, m, 8, 8, im->a, im->b, im->w, im->work, th);
         return seconds_now() - t0;
@@ -209,9 +222,13 @@ int main(int argc, char **argv) {
         ConvDesc d = {n, h, h, cin, cout, k, stride, pad, oh, oh, {0}};
         for (int m = 2; m <= 4; m += 2)
             if (!bf16 && count < MAX_IMPLS && wino_supported(&d, m, 8, 8)) {
-                wino_make(&impls[count], &d, m, pass);
+                wino_make(&impls[count], &d, m, pass, false);
                 impl_run(&impls[count++], st);
             }
+        if (bf16 && count < MAX_IMPLS && cpu_conv_bf16_native() && wino16_supported(&d, 16, 16)) {
+            wino_make(&impls[count], &d, 2, pass, true);
+            impl_run(&impls[count++], st);
+        }
         for (int r = 0; r < rounds; r++)
             for (int i = 0; i < count; i++) impls[i].t[r] = impl_run(&impls[i], st);
         for (int i = 0; i < count; i++) {

@@ -15,6 +15,7 @@
 #include "backend/cpu/cpu_bn.h"
 #include "backend/cpu/cpu_conv.h"
 #include "backend/cpu/winograd.h"
+#include "backend/cpu/winograd_bf16.h"
 #include "testutil.h"
 
 #define CPU_THREADS 2
@@ -451,6 +452,133 @@ static void test_conv_bf16_storage(void **state) {
     }
 }
 
+/* How much larger than a direct bf16 convolution's error (inputs and weights rounded to bf16, exact sums)
+ * bf16 F(2x2, 3x3)'s may be: its transforms add and halve, so V, U and Z round sums of a few inputs (in the
+ * 2-norm, tools/winograd_bf16_error.py's model gives 1.5x on ReLU inputs and 1.9x on the uniform inputs used
+ * here, where winograd_bf16.c measures 1.9 to 2.2; rounding V and U by truncation instead gives 3.4). */
+#define WINO16_ERROR 2.5
+
+/* got and base [n] both approximate exact [n]: got's error no more than factor times base's, in the 2-norm
+ * relative to exact's and in the largest element (which catches a wrong tile at an edge). */
+static void assert_error_within(const char *name, const float *got, const float *base, const float *exact,
+                                size_t n, double factor) {
+    double eg = 0, eb = 0, ref = 0, mg = 0, mb = 0;
+    for (size_t i = 0; i < n; i++) {
+        double g = (double)got[i] - exact[i], b = (double)base[i] - exact[i];
+        eg += g * g, eb += b * b, ref += (double)exact[i] * exact[i];
+        mg = fmax(mg, fabs(g)), mb = fmax(mb, fabs(b));
+    }
+    double rg = sqrt(eg / ref), rb = sqrt(eb / ref);
+    if (rg > factor * rb || mg > 2 * factor * mb)
+        fail_msg("%s: relative error %.3g (largest %.3g) against a direct bf16 convolution's %.3g (%.3g)", name, rg,
+                 mg, rb, mb);
+}
+
+/* A convolution's result stored as t says: v itself, or v rounded to bf16 (a new buffer either way). */
+static float *as_stored(const float *v, size_t n, ActType t) {
+    if (t == ACT_BF16) return bf16_round(v, n);
+    float *c = fz(n);
+    memcpy(c, v, n * sizeof *c);
+    return c;
+}
+
+/* The buffer a convolution reads for v stored as t: v's bf16 halves, or a copy of v. */
+static void *stored_in(const float *v, size_t n, ActType t) {
+    return t == ACT_BF16 ? (void *)bf16_store(v, n) : as_stored(v, n, t);
+}
+
+/* The floats of an output buffer o [n] stored as t. */
+static float *stored_out(const void *o, size_t n, ActType t) {
+    return t == ACT_BF16 ? bf16_load(o, n) : as_stored(o, n, t);
+}
+
+/* winograd_bf16.c's three passes against the fp32 reference, on NHWC with every mix of fp32 and bf16 storage,
+ * partial tiles, a thread's odd last tile (paired with zeros in backward weights) and several chunks a thread: no further from the exact result than WINO16_ERROR times a direct bf16 convolution (the
+ * reference on bf16-rounded inputs and weights, its output rounded where it is stored bf16). Then through the
+ * cpu backend's bf16 plans, NHWC and blocked, which pick it for forward and backward data (and up to 256 channels
+ * for backward weights) where cpu_conv.c's rule says. */
+static void test_winograd_bf16_matches_ref(void **state) {
+    Backends *b = *state;
+    if (!cpu_conv_bf16_native()) {
+        fprintf(stderr, "note: this CPU has no AVX512_BF16: winograd_bf16.c does not run on it\n");
+        skip();
+    }
+    static const ConvCase cases[] = {{2, 8, 8, 64, 64, 3, 1, 1}, {3, 9, 7, 64, 96, 3, 1, 1},
+                                     {2, 5, 6, 128, 64, 3, 1, 1}, {1, 3, 3, 32, 64, 3, 1, 1},
+                                     {2, 7, 7, 512, 256, 3, 1, 1}, {5, 14, 14, 64, 64, 3, 1, 1}};
+    static const ActTypes types[] = {{0}, {ACT_BF16, ACT_BF16, ACT_BF16, ACT_BF16, ACT_BF16},
+                                     {.x = ACT_BF16, .dx = ACT_BF16}, {.y = ACT_BF16, .dy = ACT_BF16}};
+    Error err = {{0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ConvDesc d;
+        conv_desc_of(&cases[i], &d);
+        assert_true(wino16_supported(&d, d.cin, d.cout));
+        size_t nx = (size_t)d.n * d.h * d.w * d.cin, ny = (size_t)d.n * d.oh * d.ow * d.cout;
+        size_t nw = (size_t)d.cout * d.cin * 9;
+        float *x = frand(nx, -1, 1, 510 + i), *w = frand(nw, -0.5f, 0.5f, 610 + i), *dy = frand(ny, -1, 1, 710 + i);
+        float *xr = bf16_round(x, nx), *wr = bf16_round(w, nw), *dyr = bf16_round(dy, ny);
+        float *y0 = fz(ny), *dx0 = fz(nx), *dw0 = fz(nw), *yr = fz(ny), *dxr = fz(nx), *dwr = fz(nw);
+        void *rplan;
+        assert_int_equal(b->ref->ops->conv_plan(b->ref, &d, &rplan, &err), 0);
+        conv_run(b->ref, rplan, x, w, dy, y0, dx0, dw0);
+        conv_run(b->ref, rplan, xr, wr, dyr, yr, dxr, dwr);
+        size_t bytes = (wino16_work_bytes(&d, CPU_THREADS) + 63) / 64 * 64;
+        void *work = aligned_alloc(64, bytes);
+        assert_non_null(work);
+        for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
+            d.t = types[k];
+            void *xin = stored_in(x, nx, d.t.x), *dyin = stored_in(dy, ny, d.t.dy);
+            void *yout = fz(ny), *dxout = fz(nx);
+            float *dw1 = fz(nw);
+            wino16_forward(&d, d.cin, d.cout, xin, w, yout, work, CPU_THREADS);
+            wino16_backward_data(&d, d.cin, d.cout, dyin, w, dxout, work, CPU_THREADS);
+            wino16_backward_weights(&d, d.cin, d.cout, xin, dyin, dw1, work, CPU_THREADS);
+            float *y1 = stored_out(yout, ny, d.t.y), *dx1 = stored_out(dxout, nx, d.t.dx);
+            float *yb = as_stored(yr, ny, d.t.y), *dxb = as_stored(dxr, nx, d.t.dx);
+            char name[96];
+            snprintf(name, sizeof name, "winograd_bf16 case %zu types %zu forward", i, k);
+            assert_error_within(name, y1, yb, y0, ny, WINO16_ERROR);
+            snprintf(name, sizeof name, "winograd_bf16 case %zu types %zu backward data", i, k);
+            assert_error_within(name, dx1, dxb, dx0, nx, WINO16_ERROR);
+            snprintf(name, sizeof name, "winograd_bf16 case %zu types %zu backward weights", i, k);
+            assert_error_within(name, dw1, dwr, dw0, nw, WINO16_ERROR);
+            free(xin), free(dyin), free(yout), free(dxout), free(dw1), free(y1), free(dx1), free(yb), free(dxb);
+        }
+        d.t = F32;
+        /* through the backend's bf16 plans, both layouts */
+        Backend *bes[2] = {b->cpu, b->blk};
+        for (int l = 0; l < 2; l++) {
+            Backend *be = bes[l];
+            be->bf16 = true;
+            void *plan;
+            if (be->ops->conv_plan(be, &d, &plan, &err) != 0) fprintf(stderr, "%s\n", err.msg);
+            assert_non_null(plan);
+            bool eligible = d.cin >= 64 && d.cout >= 64 && ((d.oh + 1) / 2) * ((d.ow + 1) / 2) >= 16;
+            bool wide = d.cin > 256 || d.cout > 256;
+            for (int pass = 0; pass < 3; pass++) {
+                bool on = eligible && (pass < 2 || !wide);
+                if ((strstr(cpu_conv_impl(plan, pass), "winograd_f2x2_3x3_bf16") != NULL) != on)
+                    fail_msg("case %zu pass %d (%s) runs %s", i, pass, l ? "blocked" : "nhwc",
+                             cpu_conv_impl(plan, pass));
+            }
+            float *y1 = fz(ny), *dx1 = fz(nx), *dw1 = fz(nw);
+            conv_run_nhwc(be, plan, &d, x, w, dy, y1, dx1, dw1);
+            char name[96];
+            snprintf(name, sizeof name, "bf16 plan case %zu (%s)", i, l ? "blocked" : "nhwc");
+            assert_error_within(name, y1, yr, y0, ny, WINO16_ERROR);
+            assert_error_within(name, dx1, dxr, dx0, nx, WINO16_ERROR);
+            assert_error_within(name, dw1, dwr, dw0, nw, WINO16_ERROR);
+            be->ops->conv_plan_free(be, plan);
+            be->bf16 = false;
+            free(y1), free(dx1), free(dw1);
+        }
+        free(work);
+        b->ref->ops->conv_plan_free(b->ref, rplan);
+        float *all[] = {x, w, dy, xr, wr, dyr, y0, dx0, dw0, yr, dxr, dwr};
+        for (size_t j = 0; j < sizeof all / sizeof *all; j++) free(all[j]);
+    }
+}
+
 /* The implementations the CPU plan takes over oneDNN's first choice (cpu_conv.c, impl_rank), with Winograd
  * off: a strided 1x1 convolution on an odd input (ResNet-50's 11x11 -> 6x6 downsample at 176 px) does not run
  * on the generic direct kernel in any pass, the one shape that oneDNN 2.6.3's jit_1x1 backward weights gets
@@ -512,8 +640,10 @@ static void test_conv_impl_choice(void **state) {
         cpu_conv_plan_free(plan);
     }
     /* Winograd where asked for and chosen: 3x3 stride 1 with 32 to 512 channels, fp32, either layout; not
-     * with 16 or 1024 channels, not strided, not in bf16. The tile: F(4x4) up to 256 channels; at 512, F(2x2)
-     * on AVX2 and F(4x4) on AVX-512. On AVX-512, not where the output has a single 4x4 tile per image. */
+     * with 16 or 1024 channels, not strided. The tile: F(4x4) up to 256 channels; at 512, F(2x2) on AVX2 and
+     * F(4x4) on AVX-512. On AVX-512, not where the output has a single 4x4 tile per image. In bf16 (with
+     * AVX512_BF16) winograd_bf16.c's F(2x2) from 64 channels and 4x4 tiles per image, backward weights only up to
+     * 256 channels. */
     bool avx512 = cpu_conv_vector_block() == 16;
     const ConvCase big = {2, 8, 8, 512, 512, 3, 1, 1}, small512 = {2, 3, 3, 512, 512, 3, 1, 1};
     const ConvCase wino[] = {k3, k3_narrow, {2, 9, 7, 32, 48, 3, 1, 1}, big, tiny, small512};
@@ -531,7 +661,13 @@ static void test_conv_impl_choice(void **state) {
             cpu_conv_plan_free(plan);
             if (!cpu_conv_bf16_native()) continue;
             assert_int_equal(cpu_conv_plan(cc, &d, true, block, true, &plan, &err), 0);
-            assert_null(strstr(cpu_conv_impl(plan, 0), "winograd"));
+            bool eligible = d.cin >= 64 && d.cout >= 64 && ((d.oh + 1) / 2) * ((d.ow + 1) / 2) >= 16;
+            for (int pass = 0; pass < 3; pass++) {
+                bool on = eligible && (pass < 2 || (d.cin <= 256 && d.cout <= 256));
+                const char *impl = cpu_conv_impl(plan, pass);
+                if (on) assert_string_equal(impl, "winograd_f2x2_3x3_bf16:avx512");
+                else assert_null(strstr(impl, "winograd"));
+            }
             cpu_conv_plan_free(plan);
         }
         for (size_t i = 0; i < n_direct; i++) {
@@ -1673,6 +1809,7 @@ int main(void) {
         cmocka_unit_test(test_winograd_matches_ref),
         cmocka_unit_test(test_conv_bf16_matches_ref),
         cmocka_unit_test(test_conv_bf16_storage),
+        cmocka_unit_test(test_winograd_bf16_matches_ref),
         cmocka_unit_test(test_conv_impl_choice),
         cmocka_unit_test(test_conv_plan_error),
         cmocka_unit_test(test_bn_train_matches_ref),

@@ -52,8 +52,8 @@ static int chunk_tiles(const ConvDesc *d, int m, bool weights, int threads) {
     return (t + MR - 1) / MR * MR;
 }
 
-/* The tiles [*lo, *hi) of this thread: an equal share of all, in order. */
-static void thread_tiles(int tiles, int *lo, int *hi) {
+/* The tiles [*lo, *hi) of the calling OpenMP thread: an equal share of all, in order (see winograd.h). */
+void wino_thread_tiles(int tiles, int *lo, int *hi) {
     int nt = omp_get_num_threads(), me = omp_get_thread_num();
     *lo = (int)((long long)tiles * me / nt);
     *hi = (int)((long long)tiles * (me + 1) / nt);
@@ -122,8 +122,8 @@ static void weights_transform(const ConvDesc *d, int m, const float *w, bool dat
     }
 }
 
-/* dw [cout][cin][3][3] = G^T dU G from dU [P][cin][cout], 8 consecutive cout at a time. */
-static void weights_untransform(const ConvDesc *d, int m, const float *du, float *dw, int threads) {
+/* dw [cout][cin][3][3] = G^T dU G from dU [P][cin][cout], 8 consecutive cout at a time (see winograd.h). */
+void wino_weights_untransform(const ConvDesc *d, int m, const float *du, float *dw, int threads) {
     size_t xi_stride = (size_t)d->cin * d->cout;
     int a = side(m);
     const double(*G)[3] = m == 4 ? G4 : G2;
@@ -492,6 +492,17 @@ static void gemm_rows(int rows, int kn, const float *a, ptrdiff_t a_rs, ptrdiff_
 
 /* ---------------------------------------------------------------- passes */
 
+/* du0 [n] += the other threads' sums rest [threads - 1][n], each calling thread adding its share of the elements
+ * (see winograd.h). */
+void wino_sum_threads(float *du0, const float *rest, size_t n) {
+    int nt = omp_get_num_threads(), me = omp_get_thread_num();
+    size_t e0 = n * me / nt, e1 = n * (me + 1) / nt;
+    for (int o = 1; o < nt; o++) {
+        const float *other = rest + (size_t)(o - 1) * n;
+        for (size_t e = e0; e < e1; e++) du0[e] += other[e];
+    }
+}
+
 /* out = conv(in) for forward (data false: in x, out y) or backward data (in dy, out dx) with U in work. */
 static void wino_product(const ConvDesc *d, int m, int b_in, int b_out, const float *in, float *out, bool data,
                          float *work, int threads) {
@@ -505,7 +516,7 @@ static void wino_product(const ConvDesc *d, int m, int b_in, int b_out, const fl
         float *mm = v + P * (size_t)chunk * k_all;
         size_t v_xi = (size_t)chunk * k_all, m_xi = (size_t)chunk * n_all;
         int lo, hi;
-        thread_tiles(tiles, &lo, &hi);
+        wino_thread_tiles(tiles, &lo, &hi);
         for (int t0 = lo; t0 < hi; t0 += chunk) {
             int cnt = hi - t0 < chunk ? hi - t0 : chunk;
             for (int t = 0; t < cnt; t++) {
@@ -558,7 +569,7 @@ void wino_backward_weights(const ConvDesc *d, int m, int bx, int by, const float
         float *z = v + P * v_xi, *du = me == 0 ? du0 : du_rest + (size_t)(me - 1) * P * u_xi;
         memset(du, 0, P * u_xi * sizeof(float));
         int lo, hi;
-        thread_tiles(tiles, &lo, &hi);
+        wino_thread_tiles(tiles, &lo, &hi);
         for (int t0 = lo; t0 < hi; t0 += chunk) {
             int cnt = hi - t0 < chunk ? hi - t0 : chunk;
             for (int t = 0; t < cnt; t++) {
@@ -575,15 +586,8 @@ void wino_backward_weights(const ConvDesc *d, int m, int bx, int by, const float
                                   z + xi * z_xi + nb * NR, d->cout, du + xi * u_xi + (size_t)r * d->cout + nb * NR,
                                   d->cout, true);
         }
-        /* dU of thread 0 += the others' (each thread adds its share of the elements) */
 #pragma omp barrier
-        size_t all = P * u_xi;
-        int nt = omp_get_num_threads();
-        size_t e0 = all * me / nt, e1 = all * (me + 1) / nt;
-        for (int o = 1; o < nt; o++) {
-            const float *dun = du_rest + (size_t)(o - 1) * P * u_xi;
-            for (size_t e = e0; e < e1; e++) du0[e] += dun[e];
-        }
+        wino_sum_threads(du0, du_rest, P * u_xi);
     }
-    weights_untransform(d, m, du0, dw, threads);
+    wino_weights_untransform(d, m, du0, dw, threads);
 }

@@ -38,4 +38,14 @@ void wino_backward_data(const ConvDesc *d, int m, int bx, int by, const float *d
 void wino_backward_weights(const ConvDesc *d, int m, int bx, int by, const float *x, const float *dy, float *dw,
                            void *work, int threads);
 
+/* Helpers winograd_bf16.c shares. The tiles [*lo, *hi) of the calling OpenMP thread: an equal share of tiles,
+ * in order. */
+void wino_thread_tiles(int tiles, int *lo, int *hi);
+/* Inside a parallel region, after a barrier: du0 [n] += the other threads' sums rest [threads - 1][n], each
+ * thread adding its share of the elements. */
+void wino_sum_threads(float *du0, const float *rest, size_t n);
+/* dw [cout, cin, 3, 3] = G^T dU G from the summed products dU [a * a][cin][cout] of m x m tiles (also the last
+ * step of winograd_bf16.c's backward weights). */
+void wino_weights_untransform(const ConvDesc *d, int m, const float *du, float *dw, int threads);
+
 #endif
