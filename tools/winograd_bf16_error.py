@@ -4,7 +4,7 @@
 A bf16 Winograd kernel would round the transformed input tiles V = B^T d B and the transformed weights
 U = G g G^T to bf16 before the tile products (AVX512_BF16 dot products accumulate in fp32). This computes, in
 float64 apart from those roundings, a 3x3 stride-1 pad-1 convolution of a ReLU output (N x C x H x H) with
-He-initialized weights by F(2x2, 3x3) and F(4x4, 3x3), and prints each one's error against the exact
+He-initialized weights by F(2x2, 3x3), F(3x3, 3x3) and F(4x4, 3x3), and prints each one's error against the exact
 convolution beside that of a direct convolution on bf16-rounded inputs (what oneDNN's bf16 kernels compute):
 the relative error in the 2-norm and the largest error over the largest output.
 
@@ -13,6 +13,7 @@ the relative error in the 2-norm and the largest error over the largest output.
 Needs python3 with torch (CPU).
 """
 import argparse
+import fractions
 
 import torch
 
@@ -35,9 +36,42 @@ def matrices(m):
             f([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]))
 
 
-def winograd(x, w, m, round_v, round_u):
-    """conv2d(x, w, padding=1) by F(m x m, 3 x 3), V and/or U rounded to bf16."""
-    bt, g, at = matrices(m)
+def cook_toom(m, points):
+    """B^T, G, A^T of F(m x m, 3 x 3) from m + 1 finite points and infinity (Lavin and Gray's construction)."""
+    pts = [fractions.Fraction(p) for p in points]
+    n = m + 2
+
+    def times(a, b):  # product of two polynomials, coefficients lowest first
+        c = [fractions.Fraction(0)] * (len(a) + len(b) - 1)
+        for i, u in enumerate(a):
+            for j, v in enumerate(b):
+                c[i + j] += u * v
+        return c
+
+    def prod(skip):  # prod over the points but skip of (x - p)
+        c = [fractions.Fraction(1)]
+        for k, q in enumerate(pts):
+            if k != skip:
+                c = times(c, [-q, 1])
+        return c
+
+    at = [[p ** i for p in pts] + [1 if i == m - 1 else 0] for i in range(m)]
+    g = []
+    for j, p in enumerate(pts):
+        den = 1
+        for k, q in enumerate(pts):
+            if k != j:
+                den *= p - q
+        g.append([p ** i / den for i in range(3)])
+    g.append([0, 0, 1])
+    bt = [prod(j) + [0] * (n - len(prod(j))) for j in range(len(pts))] + [prod(-1)]
+    f = lambda rows: torch.tensor([[float(v) for v in row] for row in rows], dtype=torch.float64)
+    return f(bt), f(g), f(at)
+
+
+def winograd(x, w, m, round_v, round_u, mats=None):
+    """conv2d(x, w, padding=1) by F(m x m, 3 x 3) (winograd.c's matrices, or mats), V and/or U rounded to bf16."""
+    bt, g, at = mats if mats is not None else matrices(m)
     a, (n, _, h, _) = m + 2, x.shape
     tiles = (h + m - 1) // m
     xp = torch.nn.functional.pad(x, (1, tiles * m - h + 1, 1, tiles * m - h + 1))
@@ -76,8 +110,11 @@ def main():
     print(f'# {args.batch} x {c} x {args.size} x {args.size} ReLU input, {c} -> {c} channels, seed {args.seed}')
     report('direct, bf16 inputs and weights', torch.nn.functional.conv2d(bf16(x), bf16(w), padding=1))
     report('F(2x2, 3x3), V and U in bf16', winograd(x, w, 2, True, True))
+    f3 = cook_toom(3, [0, 1, -1, 2])
+    report('F(3x3, 3x3), V and U in bf16', winograd(x, w, 3, True, True, f3))
     report('F(4x4, 3x3), V and U in bf16', winograd(x, w, 4, True, True))
     report('F(4x4, 3x3), V in bf16 (U exact)', winograd(x, w, 4, True, False))
+    report('F(3x3, 3x3), float64 (check)', winograd(x, w, 3, False, False, f3))
     report('F(4x4, 3x3), float64 (check)', winograd(x, w, 4, False, False))
 
 
