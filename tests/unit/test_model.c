@@ -1,7 +1,8 @@
 /* test_model.c — the ResNet builders against torchvision's state_dict (names, order, shapes, parameter counts,
  * from tests/fixtures/torchvision_keys.json written by tools/make_fixtures.py), the CIFAR variants' structure,
- * initializers, gradient accumulation, eval-mode forward of the cpu backend against the ref backend, and the
- * training plan's fused BN-ADD-ReLU against the ref backend's unfused layers. */
+ * initializers, gradient accumulation, eval-mode forward of the cpu backend against the ref backend, the
+ * training plan's fused BN-ADD-ReLU against the ref backend's unfused layers, and bf16 steps (storage, Winograd)
+ * against fp32. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -430,14 +431,35 @@ static Backend *bf16_backend(bool store, BackendOps *ops) {
     return be;
 }
 
+/* A small residual network on be, its weights uniform in [-0.2, 0.2] (seed 31) and its BN scales 1:
+ * a = relu(bn(conv(x))); b = relu(bn(conv(relu(bn(conv(a))))) + a); relu(bn(conv(b)) + b) -> avgpool -> fc, with
+ * 3x3 convolutions of c channels; *bt is b's tensor. */
+static void tiny_resnet(Model *h, Backend *be, int c, int classes, int *bt) {
+    Error err;
+    assert_int_equal(model_init(h, 3, &err), 0);
+    int a = model_relu(h, model_bn(h, "bn0", model_conv(h, "conv0", 0, c, 3, 1, 1, &err), &err), &err);
+    int t = model_relu(h, model_bn(h, "bn1", model_conv(h, "conv1", a, c, 3, 1, 1, &err), &err), &err);
+    t = model_bn(h, "bn2", model_conv(h, "conv2", t, c, 3, 1, 1, &err), &err);
+    *bt = model_relu(h, model_add(h, t, a, &err), &err);
+    t = model_bn(h, "bn3", model_conv(h, "conv3", *bt, c, 3, 1, 1, &err), &err);
+    t = model_relu(h, model_add(h, t, *bt, &err), &err);
+    assert_true(model_fc(h, "fc", model_avgpool(h, t, &err), classes, &err) > 0);
+    assert_int_equal(model_alloc(h, be, &err), 0);
+    tu_fill_uniform(h->weights, (size_t)h->n_weights, -0.2f, 0.2f, 31);
+    for (int i = 0; i < h->n_params; i++)
+        if (strstr(h->params[i].name, "bn") && strstr(h->params[i].name, ".weight"))
+            for (int64_t j = 0; j < h->params[i].numel; j++) model_param_data(h, i)[j] = 1.0f;
+}
+
 /* In a bf16 training plan on the cpu backend (bf16_store, AVX512_BF16) a ResNet-50 keeps in bf16 exactly the
  * tensors that pass only between convolutions and fused BNs: every conv output whose only reader is a fused BN
  * (49 of 53: not the shortcut blocks' conv3, whose bn3 runs on its own) and the ReLU outputs of bn1 and bn2 in
  * the 16 blocks, with their gradients, and the block outputs but the last (read by the average pool), without
  * theirs; the stem's ReLU output (read by the max pool), the max pool's and the logits stay fp32, the pool
- * shrinks, the steps run, and the plan refuses an eval forward; an fp32 plan stores nothing in bf16. How close the numbers stay is checked where it is well-conditioned: a small residual
- * network's step with bf16 storage is within bf16 rounding of the same bf16 step on fp32 storage (loss to 1e-3,
- * gradients at cosine >= 0.999, norms within 0.5%). (A random width-8 ResNet-50 amplifies any rounding
+ * shrinks, the steps run, and the plan refuses an eval forward; an fp32 plan stores nothing in bf16. How close
+ * the numbers stay is checked where it is well-conditioned: a small residual network's step with bf16 storage
+ * is within bf16 rounding of the same bf16 step on fp32 storage (loss to 1e-3, gradients at cosine >= 0.999,
+ * norms within 0.5%). (A random width-8 ResNet-50 amplifies any rounding
  * difference, bf16 against fp32 as much as storage against none, to several percent of its loss; the ops
  * themselves are checked bit for bit in test_backend_ops.) */
 static void test_bf16_storage(void **state) {
@@ -511,21 +533,8 @@ static void test_bf16_storage(void **state) {
     Plan *ps[2];
     int bt = -1;
     for (int k = 0; k < 2; k++) {
-        Model *h = ms[k];
-        assert_int_equal(model_init(h, 3, &err), 0);
-        int a = model_relu(h, model_bn(h, "bn0", model_conv(h, "conv0", 0, 32, 3, 1, 1, &err), &err), &err);
-        int t = model_relu(h, model_bn(h, "bn1", model_conv(h, "conv1", a, 32, 3, 1, 1, &err), &err), &err);
-        t = model_bn(h, "bn2", model_conv(h, "conv2", t, 32, 3, 1, 1, &err), &err);
-        bt = model_relu(h, model_add(h, t, a, &err), &err);
-        t = model_bn(h, "bn3", model_conv(h, "conv3", bt, 32, 3, 1, 1, &err), &err);
-        t = model_relu(h, model_add(h, t, bt, &err), &err);
-        assert_true(model_fc(h, "fc", model_avgpool(h, t, &err), classes, &err) > 0);
-        assert_int_equal(model_alloc(h, bes[k], &err), 0);
-        tu_fill_uniform(h->weights, (size_t)h->n_weights, -0.2f, 0.2f, 31);
-        for (int i = 0; i < h->n_params; i++)
-            if (strstr(h->params[i].name, "bn") && strstr(h->params[i].name, ".weight"))
-                for (int64_t j = 0; j < h->params[i].numel; j++) model_param_data(h, i)[j] = 1.0f;
-        assert_int_equal(plan_create(h, 8, 16, 16, true, &ps[k], &err), 0);
+        tiny_resnet(ms[k], bes[k], 32, classes, &bt);
+        assert_int_equal(plan_create(ms[k], 8, 16, 16, true, &ps[k], &err), 0);
     }
     assert_true(ps[0]->bf16_store);
     assert_int_equal(ps[0]->atype[bt], ACT_BF16);
@@ -555,6 +564,59 @@ static void test_bf16_storage(void **state) {
     backend_destroy(rb);
 }
 
+/* bf16 Winograd in a training step (a bf16 plan's 3x3 layers of 64 channels on 16x16, cpu_conv.c's rule): the
+ * small residual network's gradients are no further from the fp32 step's (oneDNN, direct) than 2.5 times the same
+ * bf16 step's with Winograd off (oneDNN's direct bf16 kernels), at cosine >= 0.999, and its loss within 1e-3; and
+ * Winograd did run (the two bf16 steps differ). (In the step the rest of bf16's rounding dominates: the two
+ * errors measured 0.0129 and 0.0121; test_backend_ops bounds the convolutions themselves.) */
+static void test_bf16_winograd_step(void **state) {
+    (void)state;
+    Error err;
+    BackendOps o1, o2;
+    Backend *bw = bf16_backend(true, &o1), *bd = bw ? bf16_backend(true, &o2) : NULL, *bf;
+    if (!bw) skip();
+    assert_int_equal(backend_create("cpu", 2, &bf, &err), 0);
+    bd->winograd = bf->winograd = false;
+    int classes = 5, n = 8, res = 16, bt;
+    Model ms[3];
+    Backend *bes[3] = {bf, bw, bd};
+    Plan *ps[3];
+    size_t nx = (size_t)n * res * res * 3;
+    float *x = malloc(nx * sizeof *x), target[8 * 5] = {0}, loss[3];
+    tu_fill_uniform(x, nx, -1, 1, 37);
+    for (int i = 0; i < n; i++) target[i * classes + (i + 2) % classes] = 1;
+    for (int k = 0; k < 3; k++) {
+        tiny_resnet(&ms[k], bes[k], 64, classes, &bt);
+        assert_int_equal(plan_create(&ms[k], n, res, res, true, &ps[k], &err), 0);
+        loss[k] = train_step(&ms[k], ps[k], x, target, classes);
+    }
+    size_t nw = (size_t)ms[0].n_weights;
+    double e[3] = {0}, ref = 0;
+    for (size_t i = 0; i < nw; i++) {
+        ref += (double)ms[0].grads[i] * ms[0].grads[i];
+        for (int k = 1; k < 3; k++) {
+            double dk = (double)ms[k].grads[i] - ms[0].grads[i];
+            e[k] += dk * dk;
+        }
+    }
+    double ew = sqrt(e[1] / ref), ed = sqrt(e[2] / ref), c = cosine(ms[1].grads, ms[0].grads, nw);
+    if (ew > 2.5 * ed || c < 0.999 || fabsf(loss[1] - loss[0]) > 1e-3f * fabsf(loss[0]))
+        fprintf(stderr, "bf16 step against fp32: gradient error %.3g with Winograd, %.3g without; cosine %.6f; "
+                "loss %.6g, %.6g, fp32 %.6g\n", ew, ed, c, loss[1], loss[2], loss[0]);
+    assert_true(memcmp(ms[1].grads, ms[2].grads, nw * sizeof(float)) != 0);
+    assert_true(ew <= 2.5 * ed);
+    assert_true(c >= 0.999);
+    assert_true(fabsf(loss[1] - loss[0]) <= 1e-3f * fabsf(loss[0]));
+    for (int k = 0; k < 3; k++) {
+        plan_destroy(&ms[k], ps[k]);
+        model_free(&ms[k]);
+    }
+    free(x);
+    backend_destroy(bw);
+    backend_destroy(bd);
+    backend_destroy(bf);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_torchvision_state_dicts),
@@ -565,6 +627,7 @@ int main(void) {
         cmocka_unit_test(test_add_gradient_sharing),
         cmocka_unit_test(test_bn_add_relu_fusion),
         cmocka_unit_test(test_bf16_storage),
+        cmocka_unit_test(test_bf16_winograd_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
