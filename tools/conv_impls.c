@@ -78,7 +78,8 @@ static void wino_make(Impl *im, const ConvDesc *d, int m, int pass, bool bf16) {
     im->d = *d;
     if (bf16) im->d.t = (ActTypes){ACT_BF16, ACT_BF16, ACT_BF16, ACT_BF16, ACT_BF16};
     size_t nx = (size_t)d->n * d->h * d->w * d->cin, ny = (size_t)d->n * d->oh * d->ow * d->cout;
-    size_t work = bf16 ? wino16_work_bytes(d, omp_get_max_threads()) : wino_work_bytes(d, m, omp_get_max_threads());
+    size_t work = bf16 ? wino16_work_bytes(d, pass == 2, omp_get_max_threads())
+                       : wino_work_bytes(d, m, omp_get_max_threads());
     size_t bytes = (work + 63) / 64 * 64;
     im->a = calloc(pass == 1 ? ny : nx, sizeof(float));
     im->b = calloc(pass == 1 ? nx : ny, sizeof(float));

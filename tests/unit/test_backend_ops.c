@@ -522,7 +522,7 @@ static void test_winograd_bf16_matches_ref(void **state) {
         assert_int_equal(b->ref->ops->conv_plan(b->ref, &d, &rplan, &err), 0);
         conv_run(b->ref, rplan, x, w, dy, y0, dx0, dw0);
         conv_run(b->ref, rplan, xr, wr, dyr, yr, dxr, dwr);
-        size_t bytes = (wino16_work_bytes(&d, CPU_THREADS) + 63) / 64 * 64;
+        size_t bytes = (wino16_work_bytes(&d, true, CPU_THREADS) + 63) / 64 * 64;
         void *work = aligned_alloc(64, bytes);
         assert_non_null(work);
         for (size_t k = 0; k < sizeof types / sizeof *types; k++) {

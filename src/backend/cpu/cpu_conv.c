@@ -540,7 +540,7 @@ int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, bool win
             p->wino16 = wino16_passes(d, block);
             p->wino_bx = block_of(d->cin, block);
             p->wino_by = block_of(d->cout, block);
-            rc = work_reserve(cc, wino16_work_bytes(d, cc->threads), 0, 0, 0, d, err);
+            rc = work_reserve(cc, wino16_work_bytes(d, p->wino16 > 2, cc->threads), 0, 0, 0, d, err);
         }
     }
     threads_leave(cc, saved);

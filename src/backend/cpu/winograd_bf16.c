@@ -53,25 +53,28 @@ static int chunk_tiles(const ConvDesc *d, int k, int n, bool weights, int thread
 
 static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
-/* Bytes of one thread's chunk buffers: the most any of the three passes takes. */
-static size_t slot_bytes(const ConvDesc *d, int threads) {
+/* Bytes of one thread's chunk buffers: the larger of forward's and backward data's, or (weights) backward
+ * weights'. */
+static size_t slot_bytes(const ConvDesc *d, bool weights, int threads) {
+    if (weights)
+        return align64((size_t)chunk_tiles(d, d->cin, d->cout, true, threads) * P * 2 * (size_t)(d->cin + d->cout));
     size_t f = (size_t)chunk_tiles(d, d->cin, d->cout, false, threads) * P * (2 * (size_t)d->cin + 4 * (size_t)d->cout);
     size_t b = (size_t)chunk_tiles(d, d->cout, d->cin, false, threads) * P * (2 * (size_t)d->cout + 4 * (size_t)d->cin);
-    size_t w = (size_t)chunk_tiles(d, d->cin, d->cout, true, threads) * P * 2 * (size_t)(d->cin + d->cout);
-    return align64(f > b ? (f > w ? f : w) : (b > w ? b : w));
+    return align64(f > b ? f : b);
 }
 
-/* Floats of one dU [16][cin][cout]. */
+/* Floats of one dU [16][cin][cout] (a multiple of 16: cin and cout are of 32); bytes of U [16][cin][cout]
+ * (bf16) and of dU, multiples of 64. */
 static size_t du_floats(const ConvDesc *d) { return (size_t)P * d->cin * d->cout; }
+static size_t u_bytes(const ConvDesc *d) { return align64(du_floats(d) * 2); }
+static size_t du_bytes(const ConvDesc *d) { return align64(du_floats(d) * sizeof(float)); }
 
-/* Bytes of the workspace's first region: U (bf16) in forward and backward data, thread 0's dU in backward
- * weights. */
-static size_t region_bytes(const ConvDesc *d) { return align64(du_floats(d) * sizeof(float)); }
-
-/* Bytes of workspace: the first region, each thread's chunk buffers, then the dU of threads 1 to threads - 1. */
-size_t wino16_work_bytes(const ConvDesc *d, int threads) {
-    return region_bytes(d) + (size_t)threads * slot_bytes(d, threads) +
-           (size_t)(threads - 1) * du_floats(d) * sizeof(float);
+/* Bytes of workspace. Forward and backward data: U, then each thread's chunk buffers; backward weights: thread
+ * 0's dU, each thread's chunk buffers, then the dU of threads 1 to threads - 1. */
+size_t wino16_work_bytes(const ConvDesc *d, bool weights, int threads) {
+    size_t fd = u_bytes(d) + (size_t)threads * slot_bytes(d, false, threads);
+    size_t w = du_bytes(d) + (size_t)threads * slot_bytes(d, true, threads) + (size_t)(threads - 1) * du_bytes(d);
+    return weights && w > fd ? w : fd;
 }
 
 /* ---------------------------------------------------------------- conversions */
@@ -400,10 +403,10 @@ static void product(const ConvDesc *d, const Act *in, const Act *out, void *work
     int k = in->c, n = out->c, tiles = tiles_all(d), chunk = chunk_tiles(d, k, n, false, threads);
     const uint16_t *u = work;
     size_t u_xi = (size_t)k * n, v_xi = (size_t)chunk * k, m_xi = (size_t)chunk * n;
-    size_t per_thread = slot_bytes(d, threads);
+    size_t per_thread = slot_bytes(d, false, threads);
 #pragma omp parallel num_threads(threads)
     {
-        uint16_t *v = (uint16_t *)((char *)work + region_bytes(d) + (size_t)omp_get_thread_num() * per_thread);
+        uint16_t *v = (uint16_t *)((char *)work + u_bytes(d) + (size_t)omp_get_thread_num() * per_thread);
         float *mm = (float *)(v + P * v_xi);
         int lo, hi;
         wino_thread_tiles(tiles, &lo, &hi);
@@ -447,12 +450,12 @@ void wino16_backward_weights(const ConvDesc *d, int bx, int by, const void *x, c
     Act xa = {x, d->cin, bx, d->t.x == ACT_BF16}, ya = {dy, d->cout, by, d->t.dy == ACT_BF16};
     int tiles = tiles_all(d), chunk = chunk_tiles(d, d->cin, d->cout, true, threads);
     size_t u_xi = (size_t)d->cin * d->cout, v_xi = (size_t)chunk * d->cin, z_xi = (size_t)chunk * d->cout;
-    size_t per_thread = slot_bytes(d, threads);
-    float *du0 = work, *du_rest = (float *)((char *)work + region_bytes(d) + (size_t)threads * per_thread);
+    size_t per_thread = slot_bytes(d, true, threads);
+    float *du0 = work, *du_rest = (float *)((char *)work + du_bytes(d) + (size_t)threads * per_thread);
 #pragma omp parallel num_threads(threads)
     {
         int me = omp_get_thread_num();
-        uint16_t *v = (uint16_t *)((char *)work + region_bytes(d) + (size_t)me * per_thread), *z = v + P * v_xi;
+        uint16_t *v = (uint16_t *)((char *)work + du_bytes(d) + (size_t)me * per_thread), *z = v + P * v_xi;
         float *du = me == 0 ? du0 : du_rest + (size_t)(me - 1) * du_floats(d);
         memset(du, 0, du_floats(d) * sizeof(float));
         int lo, hi;

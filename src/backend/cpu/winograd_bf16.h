@@ -23,8 +23,9 @@
  * bx (of x, dx) and by (of y, dy) multiples of 16 that divide their channel counts. */
 bool wino16_supported(const ConvDesc *d, int bx, int by);
 
-/* Bytes of workspace the three passes need at most on threads threads. */
-size_t wino16_work_bytes(const ConvDesc *d, int threads);
+/* Bytes of workspace forward and backward data need at most on threads threads, and with weights backward
+ * weights too. */
+size_t wino16_work_bytes(const ConvDesc *d, bool weights, int threads);
 
 /* y [n, h, w, cout] (stored as d->t.y) = conv(x [n, h, w, cin] (d->t.x), w [cout, cin, 3, 3]); work:
  * wino16_work_bytes, 64-byte aligned. */
