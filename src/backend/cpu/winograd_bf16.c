@@ -171,10 +171,22 @@ static TileAt tile_at(const ConvDesc *d, int b, int i, int h, int w, int rows, i
     return ta;
 }
 
-/* Element offset of channel c's 16-channel group at pixel (0, 0) of image i. */
-static size_t group_at(const ConvDesc *d, const Act *a, int i, int c) {
+/* Walks the 16-channel groups of image i of an activation at pixel (0, 0): at is the element offset of channel
+ * c's group, groups_next moves it to c + 16 without a division. */
+typedef struct Groups {
+    size_t at, skip;            /* skip: from past a block's last group to the next block's first */
+    int within, b;
+} Groups;
+
+static Groups groups_of(const ConvDesc *d, const Act *a, int i) {
     size_t plane = (size_t)d->h * d->w * a->b;
-    return ((size_t)i * (a->c / a->b) + (size_t)(c / a->b)) * plane + (size_t)(c % a->b);
+    return (Groups){(size_t)i * (a->c / a->b) * plane, plane - (size_t)a->b, 0, a->b};
+}
+
+static inline void groups_next(Groups *g) {
+    g->at += 16;
+    g->within += 16;
+    if (g->within == g->b) g->within = 0, g->at += g->skip;
 }
 
 /* Where tile t lies: image i and its top-left output pixel (h0, w0). */
@@ -205,11 +217,11 @@ static inline __attribute__((always_inline)) void bt4(const __m512 r[4], __m512 
     u[3] = _mm512_sub_ps(r[1], r[3]);
 }
 
-/* V = B^T x B of the 4x4 input pixels ta of channels c..c+15, zero outside, rounded to bf16: h[xi]. edge and bf16
- * are constants where this is inlined (edge: the tile may reach outside the image). */
-static inline __attribute__((always_inline)) void v_group(const ConvDesc *d, const Act *x, const TileAt *ta, int c,
-                                                           bool edge, bool bf16, __m256i h[P]) {
-    size_t g = group_at(d, x, ta->i, c);
+/* V = B^T x B of the 4x4 input pixels ta of the 16 channels whose group is at element g, zero outside, rounded
+ * to bf16: h[xi]. edge and bf16 are constants where this is inlined (edge: the tile may reach outside the
+ * image). */
+static inline __attribute__((always_inline)) void v_group(const Act *x, const TileAt *ta, size_t g, bool edge,
+                                                           bool bf16, __m256i h[P]) {
     __m512 r[4], u[4][4];
 #pragma GCC unroll 4
     for (int k = 0; k < 4; k++) {
@@ -228,22 +240,22 @@ static inline __attribute__((always_inline)) void v_group(const ConvDesc *d, con
 }
 
 /* v_group with edge and x's storage known only at run time. */
-static inline __attribute__((always_inline)) void v_group_any(const ConvDesc *d, const Act *x, const TileAt *ta,
-                                                               int c, bool edge, __m256i h[P]) {
+static inline __attribute__((always_inline)) void v_group_any(const Act *x, const TileAt *ta, size_t g, bool edge,
+                                                               __m256i h[P]) {
     if (x->bf16) {
-        if (edge) v_group(d, x, ta, c, true, true, h);
-        else v_group(d, x, ta, c, false, true, h);
+        if (edge) v_group(x, ta, g, true, true, h);
+        else v_group(x, ta, g, false, true, h);
     } else {
-        if (edge) v_group(d, x, ta, c, true, false, h);
-        else v_group(d, x, ta, c, false, false, h);
+        if (edge) v_group(x, ta, g, true, false, h);
+        else v_group(x, ta, g, false, false, h);
     }
 }
 
-/* Z = A dy A^T of the 2x2 pixels ta of dy's channels c..c+15, zero outside, rounded to bf16: h[xi]. A's rows
+/* Z = A dy A^T of the 2x2 pixels ta of dy's 16 channels whose group is at element g, zero outside, rounded to
+ * bf16: h[xi]. A's rows
  * (1 0) (1 1) (1 -1) (0 -1). */
-static inline __attribute__((always_inline)) void z_group(const ConvDesc *d, const Act *dy, const TileAt *ta, int c,
-                                                           bool bf16, __m256i h[P]) {
-    size_t g = group_at(d, dy, ta->i, c);
+static inline __attribute__((always_inline)) void z_group(const Act *dy, const TileAt *ta, size_t g, bool bf16,
+                                                           __m256i h[P]) {
     __m512 r[4], t[4][2], zero = _mm512_setzero_ps();
 #pragma GCC unroll 4
     for (int e = 0; e < 4; e++) r[e] = ta->in[e] ? load16(dy->p, g + ta->off[e], bf16) : zero;
@@ -267,9 +279,10 @@ static inline __attribute__((always_inline)) void z_group(const ConvDesc *d, con
 static inline __attribute__((always_inline)) void input_tile_as(const ConvDesc *d, const Act *x, const TileAt *ta,
                                                                  uint16_t *v, size_t xi_stride, bool edge,
                                                                  bool bf16) {
-    for (int c = 0; c < x->c; c += 16) {
+    Groups g = groups_of(d, x, ta->i);
+    for (int c = 0; c < x->c; c += 16, groups_next(&g)) {
         __m256i h[P];
-        v_group(d, x, ta, c, edge, bf16, h);
+        v_group(x, ta, g.at, edge, bf16, h);
 #pragma GCC unroll 16
         for (int xi = 0; xi < P; xi++) _mm256_storeu_si256((__m256i *)(v + xi * xi_stride + c), h[xi]);
     }
@@ -300,20 +313,22 @@ static void tile_pair(const ConvDesc *d, const Act *x, const Act *dy, int t, int
     TileAt ya = tile_output(d, dy->b, t), yb = two ? tile_output(d, dy->b, t + 1) : ya;
     __m256i ha[P], hb[P], zero = _mm256_setzero_si256();
     bool edge = !xa.inside || !xb.inside;
-    for (int c = 0; c < x->c; c += 16) {
-        v_group_any(d, x, &xa, c, edge, ha);
-        if (two) v_group_any(d, x, &xb, c, edge, hb);
+    Groups ga = groups_of(d, x, xa.i), gb = groups_of(d, x, xb.i);
+    for (int c = 0; c < x->c; c += 16, groups_next(&ga), groups_next(&gb)) {
+        v_group_any(x, &xa, ga.at, edge, ha);
+        if (two) v_group_any(x, &xb, gb.at, edge, hb);
         else
             for (int xi = 0; xi < P; xi++) hb[xi] = zero;
         for (int xi = 0; xi < P; xi++) _mm512_storeu_si512(v + xi * v_stride + 2 * c, pair16(ha[xi], hb[xi]));
     }
-    for (int c = 0; c < dy->c; c += 16) {
-        if (dy->bf16) z_group(d, dy, &ya, c, true, ha);
-        else z_group(d, dy, &ya, c, false, ha);
+    ga = groups_of(d, dy, ya.i), gb = groups_of(d, dy, yb.i);
+    for (int c = 0; c < dy->c; c += 16, groups_next(&ga), groups_next(&gb)) {
+        if (dy->bf16) z_group(dy, &ya, ga.at, true, ha);
+        else z_group(dy, &ya, ga.at, false, ha);
         if (!two)
             for (int xi = 0; xi < P; xi++) hb[xi] = zero;
-        else if (dy->bf16) z_group(d, dy, &yb, c, true, hb);
-        else z_group(d, dy, &yb, c, false, hb);
+        else if (dy->bf16) z_group(dy, &yb, gb.at, true, hb);
+        else z_group(dy, &yb, gb.at, false, hb);
         for (int xi = 0; xi < P; xi++) _mm512_storeu_si512(z + xi * z_stride + 2 * c, pair16(ha[xi], hb[xi]));
     }
 }
@@ -323,8 +338,9 @@ static void tile_pair(const ConvDesc *d, const Act *x, const Act *dy, int t, int
 static inline __attribute__((always_inline)) void output_tile_as(const ConvDesc *d, const float *m,
                                                                   size_t xi_stride, const Act *y, const TileAt *ta,
                                                                   bool bf16) {
-    for (int c = 0; c < y->c; c += 16) {
-        size_t g = group_at(d, y, ta->i, c);
+    Groups gw = groups_of(d, y, ta->i);
+    for (int c = 0; c < y->c; c += 16, groups_next(&gw)) {
+        size_t g = gw.at;
         __m512 s[2][4];
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
