@@ -151,6 +151,7 @@ static const ConvCase CONV_CASES[] = {
     {2, 11, 11, 64, 128, 1, 2, 0}, {2, 7, 7, 24, 256, 3, 2, 1}, {2, 16, 16, 3, 16, 7, 2, 3},
     {2, 6, 6, 16, 3, 3, 1, 1},   {2, 2, 2, 256, 256, 3, 1, 1}, {3, 9, 7, 32, 48, 3, 1, 1},
     {2, 6, 5, 64, 32, 3, 1, 1},  {2, 1, 3, 32, 32, 3, 1, 1}, {2, 3, 3, 512, 512, 3, 1, 1},
+    {2, 8, 8, 64, 256, 1, 1, 0}, {2, 8, 8, 256, 64, 1, 1, 0},
 };
 #define N_CONV (sizeof CONV_CASES / sizeof *CONV_CASES)
 
@@ -334,8 +335,9 @@ static float *bf16_load(const uint16_t *h, size_t n) {
 }
 
 /* bf16 convolutions (Backend.bf16, on CPUs with AVX512_BF16): the same as the fp32 reference run on the
- * bf16-rounded inputs up to fp32 summation order, and within bf16 rounding of the fp32 reference. Backward
- * weights reuses the bf16 copy of dy made by backward data only for the same dy. */
+ * bf16-rounded inputs up to fp32 summation order, and within bf16 rounding of the fp32 reference, in NHWC and in
+ * the blocked layout (whose plans take other weight layouts, some written by cpu_conv.c's weights_pair16).
+ * Backward weights reuses the bf16 copy of dy made by backward data only for the same dy. */
 static void test_conv_bf16_matches_ref(void **state) {
     Backends *b = *state;
     if (!b->cpu->ops->bf16) {
@@ -343,39 +345,46 @@ static void test_conv_bf16_matches_ref(void **state) {
         skip();
     }
     Error err = {{0}};
-    b->cpu->bf16 = true;
-    for (size_t i = 0; i < N_CONV; i++) {
-        ConvDesc d;
-        conv_desc_of(&CONV_CASES[i], &d);
-        void *plan, *rplan;
-        if (b->cpu->ops->conv_plan(b->cpu, &d, &plan, &err) != 0) fprintf(stderr, "%s\n", err.msg);
-        assert_non_null(plan);
-        assert_int_equal(b->ref->ops->conv_plan(b->ref, &d, &rplan, &err), 0);
-        size_t nx = (size_t)d.n * d.h * d.w * d.cin, ny = (size_t)d.n * d.oh * d.ow * d.cout;
-        size_t nw = (size_t)d.cout * d.cin * d.k * d.k;
-        float *x = frand(nx, -1, 1, 100 + i), *w = frand(nw, -0.5f, 0.5f, 200 + i), *dy = frand(ny, -1, 1, 300 + i);
-        float *dy2 = frand(ny, -1, 1, 400 + i);
-        float *xr = bf16_round(x, nx), *wr = bf16_round(w, nw), *dyr = bf16_round(dy, ny), *dy2r = bf16_round(dy2, ny);
-        float *y0 = fz(ny), *dx0 = fz(nx), *dw0 = fz(nw), *y1 = fz(ny), *dx1 = fz(nx), *dw1 = fz(nw);
-        float *yr = fz(ny), *dxr = fz(nx), *dwr = fz(nw), *dw2 = fz(nw), *dw2r = fz(nw);
-        conv_run(b->ref, rplan, x, w, dy, y0, dx0, dw0);
-        conv_run(b->ref, rplan, xr, wr, dyr, yr, dxr, dwr);
-        conv_run(b->cpu, plan, x, w, dy, y1, dx1, dw1);
-        /* backward data with dy, then backward weights with another dy: the cached copy must not be used */
-        assert_int_equal(b->cpu->ops->conv_backward_data(b->cpu, plan, dy, w, dx1, &err), 0);
-        assert_int_equal(b->cpu->ops->conv_backward_weights(b->cpu, plan, x, dy2, dw2, &err), 0);
-        assert_int_equal(b->ref->ops->conv_backward_weights(b->ref, rplan, xr, dy2r, dw2r, &err), 0);
-        double terms = (double)d.k * d.k * (d.cin + d.cout) + (double)d.n * d.oh * d.ow;
-        double tight = 5e-7 * sqrt(terms), loose = 4e-3 * sqrt(terms);
-        conv_compare(i, "bf16 vs rounded inputs, ", &d, y1, yr, dx1, dxr, dw1, dwr, tight, 1e-4);
-        conv_compare(i, "bf16 vs fp32, ", &d, y1, y0, dx1, dx0, dw1, dw0, loose, 1e-2);
-        assert_close("conv bf16 backward weights, second dy", dw2, dw2r, nw, tight, 1e-4);
-        b->cpu->ops->conv_plan_free(b->cpu, plan);
-        b->ref->ops->conv_plan_free(b->ref, rplan);
-        float *all[] = {x, w, dy, dy2, xr, wr, dyr, dy2r, y0, dx0, dw0, y1, dx1, dw1, yr, dxr, dwr, dw2, dw2r};
-        for (size_t j = 0; j < sizeof all / sizeof *all; j++) free(all[j]);
+    for (int l = 0; l < 2; l++) {
+        Backend *be = l ? b->blk : b->cpu;
+        be->bf16 = true;
+        for (size_t i = 0; i < N_CONV; i++) {
+            ConvDesc d;
+            conv_desc_of(&CONV_CASES[i], &d);
+            void *plan, *rplan;
+            if (be->ops->conv_plan(be, &d, &plan, &err) != 0) fprintf(stderr, "%s\n", err.msg);
+            assert_non_null(plan);
+            assert_int_equal(b->ref->ops->conv_plan(b->ref, &d, &rplan, &err), 0);
+            size_t nx = (size_t)d.n * d.h * d.w * d.cin, ny = (size_t)d.n * d.oh * d.ow * d.cout;
+            size_t nw = (size_t)d.cout * d.cin * d.k * d.k;
+            float *x = frand(nx, -1, 1, 100 + i), *w = frand(nw, -0.5f, 0.5f, 200 + i);
+            float *dy = frand(ny, -1, 1, 300 + i), *dy2 = frand(ny, -1, 1, 400 + i);
+            float *xr = bf16_round(x, nx), *wr = bf16_round(w, nw), *dyr = bf16_round(dy, ny);
+            float *dy2r = bf16_round(dy2, ny);
+            float *y0 = fz(ny), *dx0 = fz(nx), *dw0 = fz(nw), *y1 = fz(ny), *dx1 = fz(nx), *dw1 = fz(nw);
+            float *yr = fz(ny), *dxr = fz(nx), *dwr = fz(nw), *dw2 = fz(nw), *dw2r = fz(nw);
+            conv_run(b->ref, rplan, x, w, dy, y0, dx0, dw0);
+            conv_run(b->ref, rplan, xr, wr, dyr, yr, dxr, dwr);
+            conv_run_nhwc(be, plan, &d, x, w, dy, y1, dx1, dw1);
+            double terms = (double)d.k * d.k * (d.cin + d.cout) + (double)d.n * d.oh * d.ow;
+            double tight = 5e-7 * sqrt(terms), loose = 4e-3 * sqrt(terms);
+            const char *what = l ? "blocked bf16 vs rounded inputs, " : "bf16 vs rounded inputs, ";
+            conv_compare(i, what, &d, y1, yr, dx1, dxr, dw1, dwr, tight, 1e-4);
+            conv_compare(i, l ? "blocked bf16 vs fp32, " : "bf16 vs fp32, ", &d, y1, y0, dx1, dx0, dw1, dw0, loose,
+                         1e-2);
+            if (l == 0) { /* backward data with dy, then backward weights with another dy: no cached copy used */
+                assert_int_equal(be->ops->conv_backward_data(be, plan, dy, w, dx1, &err), 0);
+                assert_int_equal(be->ops->conv_backward_weights(be, plan, x, dy2, dw2, &err), 0);
+                assert_int_equal(b->ref->ops->conv_backward_weights(b->ref, rplan, xr, dy2r, dw2r, &err), 0);
+                assert_close("conv bf16 backward weights, second dy", dw2, dw2r, nw, tight, 1e-4);
+            }
+            be->ops->conv_plan_free(be, plan);
+            b->ref->ops->conv_plan_free(b->ref, rplan);
+            float *all[] = {x, w, dy, dy2, xr, wr, dyr, dy2r, y0, dx0, dw0, y1, dx1, dw1, yr, dxr, dwr, dw2, dw2r};
+            for (size_t j = 0; j < sizeof all / sizeof *all; j++) free(all[j]);
+        }
+        be->bf16 = false;
     }
-    b->cpu->bf16 = false;
 }
 
 /* How far a bf16-stored output h [n] is from the fp32 one r [n], in units of a bf16 rounding step of r

@@ -7,7 +7,8 @@
  * gradient of a 3x3 convolution on a 2x2 image) or a generic direct kernel on a 1x1 convolution (a strided one
  * on an odd size, which the 1x1 kernel refuses) — runs its primitives on NHWC and reorders the blocked side into
  * and out of the workspace. The weights are the caller's PyTorch OIHW, reordered into the layout each primitive
- * asks for (dnnl_format_tag_any) when the two differ, and diff weights are reordered back to OIHW (from AVX-512's
+ * asks for (dnnl_format_tag_any) when the two differ (the bf16 pair layouts of 1x1 weights by weights_pair16
+ * here, where oneDNN's reorder ran at 7-14 GB/s), and diff weights are reordered back to OIHW (from AVX-512's
  * ABcd16b16a by weights_unblock16 here, in under half the time of oneDNN's reorder). Everything is made
  * once per shape in cpu_conv_plan: primitives, reorders and memory objects without buffers. A call only points
  * the memory objects at its arguments (dnnl_memory_set_data_handle) and at the workspace the CpuConv shares
@@ -24,6 +25,7 @@
  * duration and restores the caller's afterwards. */
 #include <omp.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +55,16 @@ typedef struct Prim {
     size_t scratch_bytes;
 } Prim;
 
+/* The 1x1 bf16 weight layouts that weights_pair16 writes instead of oneDNN's reorder (which ran at 7-14 GB/s on
+ * them): blocks of 16 output (a) and 16 input (b) channels, outer order AB or BA, and within a block the pairs of
+ * one dimension side by side, as vdpbf16ps reads them. */
+typedef enum WeiPairs {
+    WEI_REORDER = 0,
+    WEI_AB_8B16A2B,             /* [cout/16][cin/16][8][16 (cout)][2 (cin)]: the forward primitive's */
+    WEI_AB_8A16B2A,             /* [cout/16][cin/16][8][16 (cin)][2 (cout)] */
+    WEI_BA_8A16B2A,             /* [cin/16][cout/16][8][16 (cin)][2 (cout)]: backward data's */
+} WeiPairs;
+
 /* One direction of a convolution: the primitive, its two activation memories, its weights memory in the
  * primitive's layout and, when that is not OIHW, the reorder from/to the caller's OIHW weights. */
 typedef struct ConvPass {
@@ -63,6 +75,7 @@ typedef struct ConvPass {
     dnnl_memory_t user_wei;     /* OIHW weights of the caller; only with a reorder */
     size_t wei_bytes;           /* bytes of wei in the workspace; 0 when the primitive takes OIHW */
     bool unblock16;             /* diff weights in ABcd16b16a, back to OIHW by weights_unblock16, not .reorder */
+    WeiPairs pairs16;           /* 1x1 bf16 weights written by weights_pair16, not .reorder (WEI_REORDER: not) */
 } ConvPass;
 
 /* A oneDNN reorder of an activation between the caller's buffer and its copy in the workspace: to the
@@ -345,6 +358,16 @@ static int pass_make(ConvPass *ps, const_dnnl_primitive_desc_t pd, dnnl_query_t 
     if (dnnl_memory_desc_equal(wmd, &descs->wei_user)) return 0;
 
     ps->wei_bytes = dnnl_memory_desc_get_size(wmd);
+    if (!to_user && d->k == 1 && d->cout % 16 == 0 && d->cin % 16 == 0) {
+        static const dnnl_format_tag_t tags[4] = {0, dnnl_ABcd8b16a2b, dnnl_ABcd8a16b2a, dnnl_BAcd8a16b2a};
+        dnnl_dims_t dims = {d->cout, d->cin, 1, 1};
+        for (int t = 1; t < 4 && !ps->pairs16; t++) {
+            dnnl_memory_desc_t md;
+            TRY(dnnl_memory_desc_init_by_tag, (&md, 4, dims, dnnl_bf16, tags[t]));
+            if (dnnl_memory_desc_equal(wmd, &md)) ps->pairs16 = (WeiPairs)t;
+        }
+        if (ps->pairs16) return 0;
+    }
     if (to_user && d->cout % 16 == 0 && d->cin % 16 == 0) {
         dnnl_memory_desc_t b16;
         dnnl_dims_t dims = {d->cout, d->cin, d->k, d->k};
@@ -604,6 +627,37 @@ static void weights_unblock16(const ConvDesc *d, const float *blk, float *dw, in
         }
 }
 
+/* x rounded to bf16 (nearest, ties to even) as vcvtneps2bf16 rounds, which oneDNN's reorders use on AVX512_BF16:
+ * denormal inputs become zeros of their sign, NaNs stay (quiet) NaNs. Branch-free, so loops vectorize. */
+static inline uint16_t bf16_of(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    r = (u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r;
+    r = (u & 0x7f800000u) == 0 ? (u >> 16) & 0x8000u : r;
+    return (uint16_t)r;
+}
+
+/* The bf16 weights blk of a 1x1 convolution in layout lay (see WeiPairs) from w [cout, cin, 1, 1] (OIHW): each
+ * 16 x 16 block is rounded row by row into an L1 buffer (rows of w are contiguous), then its pairs are placed. */
+static void weights_pair16(const ConvDesc *d, const float *w, uint16_t *blk, WeiPairs lay, int threads) {
+    int ob_n = d->cout / 16, ib_n = d->cin / 16;
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+    for (int ob = 0; ob < ob_n; ob++)
+        for (int ib = 0; ib < ib_n; ib++) {
+            uint16_t t[16][16]; /* (cout o, cin i) of the block */
+            const float *src = w + (size_t)ob * 16 * d->cin + (size_t)ib * 16;
+            for (int o = 0; o < 16; o++)
+                for (int i = 0; i < 16; i++) t[o][i] = bf16_of(src[(size_t)o * d->cin + i]);
+            size_t at = lay == WEI_BA_8A16B2A ? (size_t)ib * ob_n + ob : (size_t)ob * ib_n + ib;
+            uint16_t *dst = blk + at * 256;
+            for (int q = 0; q < 8; q++)
+                for (int c = 0; c < 16; c++)
+                    for (int r = 0; r < 2; r++)
+                        dst[q * 32 + c * 2 + r] = lay == WEI_AB_8B16A2B ? t[c][2 * q + r] : t[2 * q + r][c];
+        }
+}
+
 /* Runs the weights reorder of ps (user -> primitive layout, or back for diff weights), if it has one. */
 static int pass_reorder(ConvPass *ps, CpuConv *cc, bool to_user, const ConvDesc *d, Error *err) {
     if (!ps->reorder.prim) return 0;
@@ -619,7 +673,8 @@ static int pass_run(CpuConvPlan *p, ConvPass *ps, int arg_a, const void *a, int 
     const ConvDesc *d = &p->d;
     CpuConv *cc = p->cc;
     if (pass_bind_weights(ps, cc, w, d, err) != 0) return -1;
-    if (!w_out && pass_reorder(ps, cc, false, d, err) != 0) return -1;
+    if (ps->pairs16) weights_pair16(d, w, work_weights(cc), ps->pairs16, cc->threads);
+    else if (!w_out && pass_reorder(ps, cc, false, d, err) != 0) return -1;
     TRY(dnnl_memory_set_data_handle, (ps->act_a, (void *)a));
     TRY(dnnl_memory_set_data_handle, (ps->act_b, (void *)b));
     dnnl_exec_arg_t args[4] = {{arg_a, ps->act_a}, {arg_b, ps->act_b}, {arg_w, ps->wei}};
