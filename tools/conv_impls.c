@@ -17,8 +17,8 @@
  * transformed in every call as in training) are timed in the same rounds, whatever ctrain's rule would pick
  * (cpu_conv.c, wino_tile). With "bf16", the types of ctrain's bf16 plans with bf16 storage instead: bf16
  * activations, gradients and weights, fp32 weight gradients; the Winograd row is then winograd_bf16.c's F(2x2)
- * (on nChw16c, where the CPU has AVX512_BF16). Inputs are zeros: the kernels'
- * time does not depend on the values. */
+ * (on nChw16c, where the CPU has AVX512_BF16). Inputs are zeros: the kernels' time does not depend on the
+ * values. */
 #include <omp.h>
 #include <stdbool.h>
 #include <stdio.h>

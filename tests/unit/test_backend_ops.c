@@ -483,6 +483,23 @@ static void assert_error_within(const char *name, const float *got, const float 
                  mg, rb, mb);
 }
 
+/* assert_error_within for the three passes of a convolution d: got y1, dx1, dw1, a direct bf16 convolution's yb,
+ * dxb, dwb, the exact y0, dx0, dw0; what begins each pass's name. */
+static void conv_error_within(const char *what, const ConvDesc *d, const float *y1, const float *yb,
+                              const float *y0, const float *dx1, const float *dxb, const float *dx0,
+                              const float *dw1, const float *dwb, const float *dw0) {
+    size_t nx = (size_t)d->n * d->h * d->w * d->cin, ny = (size_t)d->n * d->oh * d->ow * d->cout;
+    size_t nw = (size_t)d->cout * d->cin * d->k * d->k;
+    static const char *passes[3] = {"forward", "backward data", "backward weights"};
+    const float *got[3] = {y1, dx1, dw1}, *base[3] = {yb, dxb, dwb}, *exact[3] = {y0, dx0, dw0};
+    size_t n[3] = {ny, nx, nw};
+    for (int pass = 0; pass < 3; pass++) {
+        char name[128];
+        snprintf(name, sizeof name, "%s %s", what, passes[pass]);
+        assert_error_within(name, got[pass], base[pass], exact[pass], n[pass], WINO16_ERROR);
+    }
+}
+
 /* A convolution's result stored as t says: v itself, or v rounded to bf16 (a new buffer either way). */
 static float *as_stored(const float *v, size_t n, ActType t) {
     if (t == ACT_BF16) return bf16_round(v, n);
@@ -502,8 +519,9 @@ static float *stored_out(const void *o, size_t n, ActType t) {
 }
 
 /* winograd_bf16.c's three passes against the fp32 reference, on NHWC with every mix of fp32 and bf16 storage,
- * partial tiles, a thread's odd last tile (paired with zeros in backward weights) and several chunks a thread: no further from the exact result than WINO16_ERROR times a direct bf16 convolution (the
- * reference on bf16-rounded inputs and weights, its output rounded where it is stored bf16). Then through the
+ * partial tiles, a thread's odd last tile (paired with zeros in backward weights) and several chunks a thread:
+ * no further from the exact result than WINO16_ERROR times a direct bf16 convolution (the reference on
+ * bf16-rounded inputs and weights, its output rounded where it is stored bf16). Then through the
  * cpu backend's bf16 plans, NHWC and blocked, which pick it for forward and backward data (and up to 256 channels
  * for backward weights) where cpu_conv.c's rule says. */
 static void test_winograd_bf16_matches_ref(void **state) {
@@ -545,12 +563,8 @@ static void test_winograd_bf16_matches_ref(void **state) {
             float *y1 = stored_out(yout, ny, d.t.y), *dx1 = stored_out(dxout, nx, d.t.dx);
             float *yb = as_stored(yr, ny, d.t.y), *dxb = as_stored(dxr, nx, d.t.dx);
             char name[96];
-            snprintf(name, sizeof name, "winograd_bf16 case %zu types %zu forward", i, k);
-            assert_error_within(name, y1, yb, y0, ny, WINO16_ERROR);
-            snprintf(name, sizeof name, "winograd_bf16 case %zu types %zu backward data", i, k);
-            assert_error_within(name, dx1, dxb, dx0, nx, WINO16_ERROR);
-            snprintf(name, sizeof name, "winograd_bf16 case %zu types %zu backward weights", i, k);
-            assert_error_within(name, dw1, dwr, dw0, nw, WINO16_ERROR);
+            snprintf(name, sizeof name, "winograd_bf16 case %zu types %zu", i, k);
+            conv_error_within(name, &d, y1, yb, y0, dx1, dxb, dx0, dw1, dwr, dw0);
             free(xin), free(dyin), free(yout), free(dxout), free(dw1), free(y1), free(dx1), free(yb), free(dxb);
         }
         d.t = F32;
@@ -574,9 +588,7 @@ static void test_winograd_bf16_matches_ref(void **state) {
             conv_run_nhwc(be, plan, &d, x, w, dy, y1, dx1, dw1);
             char name[96];
             snprintf(name, sizeof name, "bf16 plan case %zu (%s)", i, l ? "blocked" : "nhwc");
-            assert_error_within(name, y1, yr, y0, ny, WINO16_ERROR);
-            assert_error_within(name, dx1, dxr, dx0, nx, WINO16_ERROR);
-            assert_error_within(name, dw1, dwr, dw0, nw, WINO16_ERROR);
+            conv_error_within(name, &d, y1, yr, y0, dx1, dxr, dx0, dw1, dwr, dw0);
             be->ops->conv_plan_free(be, plan);
             be->bf16 = false;
             free(y1), free(dx1), free(dw1);

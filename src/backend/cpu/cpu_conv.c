@@ -559,8 +559,8 @@ int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, bool win
         rc = work_reserve(cc, wino_work_bytes(d, p->wino_m, cc->threads), 0, 0, 0, d, err);
     } else {
         rc = plan_build(p, block, err);
-        if (rc == 0 && bf16 && winograd && wino16_passes(d, block)) {
-            p->wino16 = wino16_passes(d, block);
+        p->wino16 = rc == 0 && bf16 && winograd ? wino16_passes(d, block) : 0;
+        if (p->wino16) {
             p->wino_bx = block_of(d->cin, block);
             p->wino_by = block_of(d->cout, block);
             rc = work_reserve(cc, wino16_work_bytes(d, p->wino16 > 2, cc->threads), 0, 0, 0, d, err);
