@@ -20,6 +20,7 @@
 #define NR 16                     /* GEMM kernel columns: two 8-float vectors */
 #define CHUNK_BYTES (448 * 1024)  /* V and M of one chunk */
 #define MIN_TILES 48              /* the fewest tiles per chunk (see chunk_tiles) */
+#define XI_PAD 16                 /* floats after each position's part of a chunk buffer (see thread_floats) */
 #define MIN_TILES_WEIGHTS 96
 #define A_MAX 6                   /* the largest transformed tile side */
 
@@ -66,9 +67,13 @@ bool wino_supported(const ConvDesc *d, int m, int bx, int by) {
            d->cout % by == 0;
 }
 
-/* Floats of one thread's chunk buffers: a chunk's V and M (V and Z in backward weights). */
+/* Floats of one thread's chunk buffers: a chunk's V and M (V and Z in backward weights), each position's part
+ * XI_PAD floats (a cache line) longer than its tiles need. Without that gap the parts of V, M and Z lie a multiple
+ * of 4 KiB apart at the common chunk sizes (48 tiles of 64 or 128 channels), so a tile's transform wrote (or read)
+ * its values for every position at addresses with the same low 12 bits: one L1 set, and loads held up by 4K
+ * aliasing; the gap made ctrain's bf16 F(2x2) products 2-9% faster (docs/performance.md). */
 static size_t thread_floats(const ConvDesc *d, int m, int threads) {
-    return (size_t)positions(m) * (size_t)chunk_tiles(d, m, true, threads) * (size_t)(d->cin + d->cout);
+    return (size_t)positions(m) * ((size_t)chunk_tiles(d, m, true, threads) * (size_t)(d->cin + d->cout) + 2 * XI_PAD);
 }
 
 /* Bytes of workspace the three passes need at most: U (in backward weights thread 0's dU), each thread's chunk
@@ -513,8 +518,8 @@ static void wino_product(const ConvDesc *d, int m, int b_in, int b_out, const fl
 #pragma omp parallel num_threads(threads)
     {
         float *v = work + P * u_xi + (size_t)omp_get_thread_num() * thread_floats(d, m, threads);
-        float *mm = v + P * (size_t)chunk * k_all;
-        size_t v_xi = (size_t)chunk * k_all, m_xi = (size_t)chunk * n_all;
+        float *mm = v + P * ((size_t)chunk * k_all + XI_PAD);
+        size_t v_xi = (size_t)chunk * k_all + XI_PAD, m_xi = (size_t)chunk * n_all + XI_PAD;
         int lo, hi;
         wino_thread_tiles(tiles, &lo, &hi);
         for (int t0 = lo; t0 < hi; t0 += chunk) {
@@ -559,7 +564,8 @@ void wino_backward_data(const ConvDesc *d, int m, int bx, int by, const float *d
 void wino_backward_weights(const ConvDesc *d, int m, int bx, int by, const float *x, const float *dy, float *dw,
                            void *work, int threads) {
     int tiles = tiles_all(d, m), chunk = chunk_tiles(d, m, true, threads), P = positions(m);
-    size_t u_xi = (size_t)d->cin * d->cout, v_xi = (size_t)chunk * d->cin, z_xi = (size_t)chunk * d->cout;
+    size_t u_xi = (size_t)d->cin * d->cout, v_xi = (size_t)chunk * d->cin + XI_PAD;
+    size_t z_xi = (size_t)chunk * d->cout + XI_PAD;
     /* dU of thread 0 where U is in the other passes, of the others after every thread's chunk buffers */
     float *du0 = work, *bufs = du0 + P * u_xi, *du_rest = bufs + (size_t)threads * thread_floats(d, m, threads);
 #pragma omp parallel num_threads(threads)

@@ -24,6 +24,7 @@
 #define CHUNK_BYTES (448 * 1024)  /* V (bf16) and M (fp32) of one chunk: the core's L2 */
 #define MIN_TILES 48              /* the fewest tiles per chunk: each pass over U serves that many */
 #define MIN_TILES_WEIGHTS 96      /* the same in backward weights, for each pass over the thread's dU */
+#define GAP 64                    /* bytes after each position's part of V, M and Z: as winograd.c's XI_PAD */
 
 /* G of F(2x2, 3x3) (points 0, 1, -1, infinity): U = G g G^T. */
 static const float G2[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
@@ -54,13 +55,14 @@ static int chunk_tiles(const ConvDesc *d, int k, int n, bool weights, int thread
 static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
 /* Bytes of one thread's chunk buffers: the larger of forward's and backward data's, or (weights) backward
- * weights'. */
+ * weights', with a GAP after each position's part of the two buffers. */
 static size_t slot_bytes(const ConvDesc *d, bool weights, int threads) {
     if (weights)
-        return align64((size_t)chunk_tiles(d, d->cin, d->cout, true, threads) * P * 2 * (size_t)(d->cin + d->cout));
+        return align64((size_t)chunk_tiles(d, d->cin, d->cout, true, threads) * P * 2 * (size_t)(d->cin + d->cout) +
+                       2 * P * GAP);
     size_t f = (size_t)chunk_tiles(d, d->cin, d->cout, false, threads) * P * (2 * (size_t)d->cin + 4 * (size_t)d->cout);
     size_t b = (size_t)chunk_tiles(d, d->cout, d->cin, false, threads) * P * (2 * (size_t)d->cout + 4 * (size_t)d->cin);
-    return align64(f > b ? f : b);
+    return align64((f > b ? f : b) + 2 * P * GAP);
 }
 
 /* Floats of one dU [16][cin][cout] (a multiple of 16: cin and cout are of 32); bytes of U [16][cin][cout]
@@ -418,7 +420,7 @@ static void gemm_rows(int rows, int kp, const uint16_t *a, ptrdiff_t a_rs, ptrdi
 static void product(const ConvDesc *d, const Act *in, const Act *out, void *work, int threads) {
     int k = in->c, n = out->c, tiles = tiles_all(d), chunk = chunk_tiles(d, k, n, false, threads);
     const uint16_t *u = work;
-    size_t u_xi = (size_t)k * n, v_xi = (size_t)chunk * k, m_xi = (size_t)chunk * n;
+    size_t u_xi = (size_t)k * n, v_xi = (size_t)chunk * k + GAP / 2, m_xi = (size_t)chunk * n + GAP / 4;
     size_t per_thread = slot_bytes(d, false, threads);
 #pragma omp parallel num_threads(threads)
     {
@@ -465,7 +467,8 @@ void wino16_backward_weights(const ConvDesc *d, int bx, int by, const void *x, c
                              void *work, int threads) {
     Act xa = {x, d->cin, bx, d->t.x == ACT_BF16}, ya = {dy, d->cout, by, d->t.dy == ACT_BF16};
     int tiles = tiles_all(d), chunk = chunk_tiles(d, d->cin, d->cout, true, threads);
-    size_t u_xi = (size_t)d->cin * d->cout, v_xi = (size_t)chunk * d->cin, z_xi = (size_t)chunk * d->cout;
+    size_t u_xi = (size_t)d->cin * d->cout, v_xi = (size_t)chunk * d->cin + GAP / 2;
+    size_t z_xi = (size_t)chunk * d->cout + GAP / 2;
     size_t per_thread = slot_bytes(d, true, threads);
     float *du0 = work, *du_rest = (float *)((char *)work + du_bytes(d) + (size_t)threads * per_thread);
 #pragma omp parallel num_threads(threads)
