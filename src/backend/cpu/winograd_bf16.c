@@ -151,26 +151,30 @@ typedef struct Act {
     bool bf16;
 } Act;
 
-/* Where a tile's pixels lie: image i, element offsets (from a channel group's pixel (0, 0)) and in-image flags
- * of its rows x cols pixels, and whether all of them are inside. */
+/* Where a tile's rows x cols pixels lie: image i, its first pixel (h, w) (outside the image where the tile
+ * reaches past its edge), the element offset at of that pixel from a channel group's pixel (0, 0) and those from
+ * a pixel to the one below it and to the one on its right, the image's size and whether the tile lies inside. */
 typedef struct TileAt {
-    int i;
+    int i, h, w, ih, iw;
     bool inside;
-    ptrdiff_t off[16];
-    bool in[16];
+    ptrdiff_t at, row, col;
 } TileAt;
 
 /* The rows x cols pixels from (h, w) of image i of an activation with block b. */
 static TileAt tile_at(const ConvDesc *d, int b, int i, int h, int w, int rows, int cols) {
-    TileAt ta = {.i = i, .inside = true};
-    for (int k = 0; k < rows; k++)
-        for (int j = 0; j < cols; j++) {
-            bool in = h + k >= 0 && h + k < d->h && w + j >= 0 && w + j < d->w;
-            ta.in[k * cols + j] = in;
-            ta.inside &= in;
-            ta.off[k * cols + j] = ((ptrdiff_t)(h + k) * d->w + w + j) * b;
-        }
-    return ta;
+    return (TileAt){.i = i, .h = h, .w = w, .ih = d->h, .iw = d->w,
+                    .inside = h >= 0 && h + rows <= d->h && w >= 0 && w + cols <= d->w,
+                    .at = ((ptrdiff_t)h * d->w + w) * b, .row = (ptrdiff_t)d->w * b, .col = b};
+}
+
+/* Whether pixel (k, j) of tile ta lies inside the image. */
+static inline bool tile_in(const TileAt *ta, int k, int j) {
+    return (unsigned)(ta->h + k) < (unsigned)ta->ih && (unsigned)(ta->w + j) < (unsigned)ta->iw;
+}
+
+/* Element offset of pixel (k, j) of tile ta (inside the image) from the channel group at element g. */
+static inline size_t tile_off(const TileAt *ta, size_t g, int k, int j) {
+    return (size_t)((ptrdiff_t)g + ta->at + k * ta->row + j * ta->col);
 }
 
 /* Walks the 16-channel groups of image i of an activation at pixel (0, 0): at is the element offset of channel
@@ -229,7 +233,7 @@ static inline __attribute__((always_inline)) void v_group(const Act *x, const Ti
     for (int k = 0; k < 4; k++) {
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++)
-            r[j] = !edge || ta->in[k * 4 + j] ? load16(x->p, g + ta->off[k * 4 + j], bf16) : _mm512_setzero_ps();
+            r[j] = !edge || tile_in(ta, k, j) ? load16(x->p, tile_off(ta, g, k, j), bf16) : _mm512_setzero_ps();
         bt4(r, u[k]);
     }
 #pragma GCC unroll 4
@@ -260,7 +264,7 @@ static inline __attribute__((always_inline)) void z_group(const Act *dy, const T
                                                            __m256i h[P]) {
     __m512 r[4], t[4][2], zero = _mm512_setzero_ps();
 #pragma GCC unroll 4
-    for (int e = 0; e < 4; e++) r[e] = ta->in[e] ? load16(dy->p, g + ta->off[e], bf16) : zero;
+    for (int e = 0; e < 4; e++) r[e] = tile_in(ta, e / 2, e % 2) ? load16(dy->p, tile_off(ta, g, e / 2, e % 2), bf16) : zero;
 #pragma GCC unroll 2
     for (int j = 0; j < 2; j++) {
         t[0][j] = r[j];
@@ -335,11 +339,11 @@ static void tile_pair(const ConvDesc *d, const Act *x, const Act *dy, int t, int
     }
 }
 
-/* y = A^T M A of one tile, m[xi * xi_stride + c], into its 2x2 output pixels ta of y that lie inside the image;
- * A^T rows (1 1 1 0) (0 1 -1 -1). */
+/* y = A^T M A of one tile, m[xi * xi_stride + c], into its 2x2 output pixels ta of y that lie inside the image
+ * (checked only with edge: the tile may reach outside); A^T rows (1 1 1 0) (0 1 -1 -1). */
 static inline __attribute__((always_inline)) void output_tile_as(const ConvDesc *d, const float *m,
                                                                   size_t xi_stride, const Act *y, const TileAt *ta,
-                                                                  bool bf16) {
+                                                                  bool edge, bool bf16) {
     Groups gw = groups_of(d, y, ta->i);
     for (int c = 0; c < y->c; c += 16, groups_next(&gw)) {
         size_t g = gw.at;
@@ -356,16 +360,21 @@ static inline __attribute__((always_inline)) void output_tile_as(const ConvDesc 
         for (int k = 0; k < 2; k++) {
             __m512 o0 = _mm512_add_ps(_mm512_add_ps(s[k][0], s[k][1]), s[k][2]);
             __m512 o1 = _mm512_sub_ps(_mm512_sub_ps(s[k][1], s[k][2]), s[k][3]);
-            if (ta->in[k * 2]) store16((void *)y->p, g + ta->off[k * 2], o0, bf16);
-            if (ta->in[k * 2 + 1]) store16((void *)y->p, g + ta->off[k * 2 + 1], o1, bf16);
+            if (!edge || tile_in(ta, k, 0)) store16((void *)y->p, tile_off(ta, g, k, 0), o0, bf16);
+            if (!edge || tile_in(ta, k, 1)) store16((void *)y->p, tile_off(ta, g, k, 1), o1, bf16);
         }
     }
 }
 
 static void output_tile(const ConvDesc *d, const float *m, size_t xi_stride, const Act *y, int t) {
     TileAt ta = tile_output(d, y->b, t);
-    if (y->bf16) output_tile_as(d, m, xi_stride, y, &ta, true);
-    else output_tile_as(d, m, xi_stride, y, &ta, false);
+    if (y->bf16) {
+        if (ta.inside) output_tile_as(d, m, xi_stride, y, &ta, false, true);
+        else output_tile_as(d, m, xi_stride, y, &ta, true, true);
+    } else {
+        if (ta.inside) output_tile_as(d, m, xi_stride, y, &ta, false, false);
+        else output_tile_as(d, m, xi_stride, y, &ta, true, false);
+    }
 }
 
 /* ---------------------------------------------------------------- GEMM kernel */
