@@ -220,7 +220,7 @@ int main(int argc, char **argv) {
             } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
             dnnl_primitive_desc_iterator_destroy(it);
         }
-        ConvDesc d = {n, h, h, cin, cout, k, stride, pad, oh, oh, {0}};
+        ConvDesc d = {n, h, h, cin, cout, k, stride, pad, oh, oh, {0}, false};
         for (int m = 2; m <= 4; m += 2)
             if (!bf16 && count < MAX_IMPLS && wino_supported(&d, m, 8, 8)) {
                 wino_make(&impls[count], &d, m, pass, false);

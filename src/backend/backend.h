@@ -52,6 +52,8 @@ typedef struct ConvDesc {
     int cout, k, stride, pad;        /* weight w [cout, cin, k, k] */
     int oh, ow;                      /* output y [n, oh, ow, cout] */
     ActTypes t;                      /* storage of x, y, dx, dy (conv_desc_init: all fp32) */
+    bool no_dx;                      /* the caller never asks for dx (the network's first layer): a backend may
+                                      * plan without backward data and refuse it (conv_desc_init: false) */
 } ConvDesc;
 
 /* Geometry of a 2-D max pool (square window, symmetric padding with -inf). */

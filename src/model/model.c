@@ -351,6 +351,7 @@ static int plan_shapes(Model *m, Plan *p, Error *err) {
         case LAYER_CONV:
             if (conv_desc_init(&p->cdesc[i], p->n, h, w, c, l->cout, l->k, l->stride, l->pad, err))
                 return error_prefix(err, "%s", l->name);
+            p->cdesc[i].no_dx = l->in == 0; /* the input's gradient is never computed (model_backward) */
             h = p->cdesc[i].oh;
             w = p->cdesc[i].ow;
             p->flops_forward += 2.0 * p->n * h * w * (double)l->cout * c * l->k * l->k;

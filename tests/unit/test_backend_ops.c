@@ -701,6 +701,62 @@ static void test_conv_impl_choice(void **state) {
     cpu_conv_destroy(cc);
 }
 
+/* A plan without backward data (ConvDesc.no_dx: the network's first layer) on two ResNet-like stems (3
+ * channels in, 7x7 stride 2) and a 1x1 convolution of 3 channels, in NHWC and blocked layouts, fp32 and (on
+ * CPUs with AVX512_BF16) bf16: forward and backward weights as the reference (bf16: within bf16 rounding of
+ * it), backward data refused with a message naming no_dx. With 16-channel blocks (AVX-512) the blocked stems
+ * run on an NCHW copy of the input (cpu_conv_layouts), which is what takes the output reorders away. */
+static void test_conv_first_layer(void **state) {
+    Backends *b = *state;
+    static const ConvCase cases[] = {{2, 16, 16, 3, 16, 7, 2, 3}, {3, 9, 11, 3, 32, 7, 2, 3}, {2, 8, 8, 3, 16, 1, 1, 0}};
+    Error err = {{0}};
+    for (int run = 0; run < 4; run++) {
+        Backend *be = run % 2 ? b->blk : b->cpu;
+        bool bf16 = run >= 2;
+        if (bf16 && !be->ops->bf16) {
+            fprintf(stderr, "note: this CPU has no AVX512_BF16: bf16 first-layer plans not checked\n");
+            continue;
+        }
+        be->bf16 = bf16;
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            ConvDesc d;
+            conv_desc_of(&cases[i], &d);
+            d.no_dx = true;
+            void *plan, *rplan;
+            if (be->ops->conv_plan(be, &d, &plan, &err) != 0) fprintf(stderr, "%s\n", err.msg);
+            assert_non_null(plan);
+            assert_int_equal(b->ref->ops->conv_plan(b->ref, &d, &rplan, &err), 0);
+            int64_t hw = (int64_t)d.h * d.w, ohw = (int64_t)d.oh * d.ow;
+            size_t nx = (size_t)d.n * hw * d.cin, ny = (size_t)d.n * ohw * d.cout, nw = (size_t)d.cout * d.cin * d.k * d.k;
+            float *x = frand(nx, -1, 1, 800 + i), *w = frand(nw, -0.5f, 0.5f, 810 + i), *dy = frand(ny, -1, 1, 820 + i);
+            float *y0 = fz(ny), *dw0 = fz(nw), *y1 = fz(ny), *dw1 = fz(nw), *by = fz(ny), *bdx = fz(nx);
+            assert_int_equal(b->ref->ops->conv_forward(b->ref, rplan, x, w, y0, &err), 0);
+            assert_int_equal(b->ref->ops->conv_backward_weights(b->ref, rplan, x, dy, dw0, &err), 0);
+            float *bx = packed(be, d.n, hw, d.cin, x), *bdy = packed(be, d.n, ohw, d.cout, dy);
+            assert_int_equal(be->ops->conv_forward(be, plan, bx, w, by, &err), 0);
+            assert_int_equal(be->ops->conv_backward_weights(be, plan, bx, bdy, dw1, &err), 0);
+            act_layout_unpack(be, d.n, ohw, d.cout, by, y1);
+            double terms = (double)d.k * d.k * (d.cin + d.cout) + (double)d.n * d.oh * d.ow;
+            double atol = (bf16 ? 4e-3 : 5e-7) * sqrt(terms), rtol = bf16 ? 1e-2 : 1e-4;
+            char name[96];
+            snprintf(name, sizeof name, "first-layer case %zu run %d forward", i, run);
+            assert_close(name, y1, y0, ny, atol, rtol);
+            snprintf(name, sizeof name, "first-layer case %zu run %d backward weights", i, run);
+            assert_close(name, dw1, dw0, nw, atol, rtol);
+            err.msg[0] = 0;
+            assert_int_not_equal(be->ops->conv_backward_data(be, plan, bdy, w, bdx, &err), 0);
+            assert_non_null(strstr(err.msg, "no_dx"));
+            if (run % 2 && cpu_conv_vector_block() == 16 && d.k == 7)
+                assert_string_equal(cpu_conv_layouts(plan), "NCHW input");
+            be->ops->conv_plan_free(be, plan);
+            b->ref->ops->conv_plan_free(b->ref, rplan);
+            float *all[] = {x, w, dy, y0, dw0, y1, dw1, by, bdx, bx, bdy};
+            for (size_t j = 0; j < sizeof all / sizeof *all; j++) free(all[j]);
+        }
+        be->bf16 = false;
+    }
+}
+
 static void test_conv_plan_error(void **state) {
     Backend *be = ((Backends *)*state)->cpu;
     ConvDesc d;
@@ -1832,6 +1888,7 @@ int main(void) {
         cmocka_unit_test(test_conv_bf16_storage),
         cmocka_unit_test(test_winograd_bf16_matches_ref),
         cmocka_unit_test(test_conv_impl_choice),
+        cmocka_unit_test(test_conv_first_layer),
         cmocka_unit_test(test_conv_plan_error),
         cmocka_unit_test(test_bn_train_matches_ref),
         cmocka_unit_test(test_bn_eval_matches_ref),

@@ -6,7 +6,9 @@
  * a kernel that oneDNN's GEMM convolution (offered on NHWC only) beats by far — its reference loops (the weight
  * gradient of a 3x3 convolution on a 2x2 image) or a generic direct kernel on a 1x1 convolution (a strided one
  * on an odd size, which the 1x1 kernel refuses) — runs its primitives on NHWC and reorders the blocked side into
- * and out of the workspace. The weights are the caller's PyTorch OIHW, reordered into the layout each primitive
+ * and out of the workspace. Except the stem when it is the network's first layer (ConvDesc.no_dx): oneDNN's
+ * first-layer kernels read an NCHW input and write the blocked output, so that plan reorders only the small
+ * input (to NCHW) and has no backward data, for which oneDNN offers only its reference loops there. The weights are the caller's PyTorch OIHW, reordered into the layout each primitive
  * asks for (dnnl_format_tag_any) when the two differ (the bf16 pair layouts of 1x1 weights by weights_pair16
  * here, where oneDNN's reorder ran at 7-14 GB/s), and diff weights are reordered back to OIHW (from AVX-512's
  * ABcd16b16a by weights_unblock16 here, in under half the time of oneDNN's reorder). Everything is made
@@ -90,6 +92,7 @@ typedef struct CpuConvPlan {
     CpuConv *cc;
     ConvDesc d;
     bool bf16;
+    int on;                     /* the PrimLayout its primitives run on */
     int wino_m;                 /* > 0: the plan runs winograd.c with m x m output tiles (see wino_tile), x and dx */
     int wino_bx, wino_by;       /* in blocks of wino_bx channels, y and dy of wino_by; no oneDNN objects then */
     int wino16;                 /* passes 0 to wino16 - 1 by winograd_bf16.c (see wino16_passes), same blocks */
@@ -98,9 +101,13 @@ typedef struct CpuConvPlan {
     ActCast y_out, dx_out;      /* outputs of a plan on NHWC, written first to the dy16 and x16 regions */
 } CpuConvPlan;
 
+/* The layouts a plan's primitives run on: the caller's; NHWC on both sides; or (a plan without backward data
+ * whose input is NHWC and output blocked: ResNet's stem) an NCHW copy of the input and the caller's output. */
+typedef enum { ON_CALLERS, ON_NHWC, ON_NCHW_INPUT } PrimLayout;
+
 /* The memory descriptors and primitive descriptors a plan is made from: user_x/user_y/user_dx/user_dy are the
  * caller's activations (fp32 or bf16 as d->t says); src/dst what the primitives write (dx and y: the caller's
- * layout and type, or NHWC in a plan on NHWC); src16/dst16/wei16_any what they read (bf16 in a bf16 plan, else
+ * layout and type, or as PrimLayout says); src16/dst16/wei16_any what they read (bf16 in a bf16 plan, else
  * fp32). */
 typedef struct PlanDescs {
     dnnl_memory_desc_t user_x, user_y, user_dx, user_dy;
@@ -216,15 +223,15 @@ static dnnl_format_tag_t act_tag(int c, int block) {
 /* oneDNN's data type for an activation stored as t. */
 static dnnl_data_type_t act_dt(ActType t) { return t == ACT_BF16 ? dnnl_bf16 : dnnl_f32; }
 
-/* Fills the memory descriptors: the caller's activations, the primitives' (the same, or NHWC with nhwc),
- * OIHW user weights, and "any" weights for the primitives; with bf16, bf16 copies of the activations and
- * weights. */
-static int descs_init_memory(PlanDescs *pd, const ConvDesc *d, bool bf16, int block, bool nhwc, Error *err) {
+/* Fills the memory descriptors: the caller's activations, the primitives' (as on says), OIHW user weights,
+ * and "any" weights for the primitives; with bf16, bf16 copies of the activations and weights. */
+static int descs_init_memory(PlanDescs *pd, const ConvDesc *d, bool bf16, int block, PrimLayout on, Error *err) {
     dnnl_dims_t src = {d->n, d->cin, d->h, d->w}, dst = {d->n, d->cout, d->oh, d->ow};
     dnnl_dims_t wei = {d->cout, d->cin, d->k, d->k};
     dnnl_data_type_t low = bf16 ? dnnl_bf16 : dnnl_f32;
     dnnl_format_tag_t user_s = act_tag(d->cin, block), user_d = act_tag(d->cout, block);
-    dnnl_format_tag_t ts = nhwc ? dnnl_nhwc : user_s, td = nhwc ? dnnl_nhwc : user_d;
+    dnnl_format_tag_t ts = on == ON_NHWC ? dnnl_nhwc : on == ON_NCHW_INPUT ? dnnl_nchw : user_s;
+    dnnl_format_tag_t td = on == ON_NHWC ? dnnl_nhwc : user_d;
     TRY(dnnl_memory_desc_init_by_tag, (&pd->user_x, 4, src, act_dt(d->t.x), user_s));
     TRY(dnnl_memory_desc_init_by_tag, (&pd->user_dx, 4, src, act_dt(d->t.dx), user_s));
     TRY(dnnl_memory_desc_init_by_tag, (&pd->user_y, 4, dst, act_dt(d->t.y), user_d));
@@ -313,9 +320,11 @@ static int descs_init_conv(PlanDescs *pd, CpuConv *cc, const ConvDesc *d, Error 
     TRY(dnnl_convolution_forward_desc_init, (&fwd, dnnl_forward_training, dnnl_convolution_direct, &pd->src16,
                                              &pd->wei16_any, NULL, &pd->dst, strides, pad, pad));
     if (pd_create(&pd->fwd, &fwd, NULL, PASS_FORWARD, pd, cc, d, err) != 0) return -1;
-    TRY(dnnl_convolution_backward_data_desc_init, (&bwd_data, dnnl_convolution_direct, &pd->src, &pd->wei16_any,
-                                                   &pd->dst16, strides, pad, pad));
-    if (pd_create(&pd->bwd_data, &bwd_data, pd->fwd, PASS_BACKWARD_DATA, pd, cc, d, err) != 0) return -1;
+    if (!d->no_dx) {
+        TRY(dnnl_convolution_backward_data_desc_init, (&bwd_data, dnnl_convolution_direct, &pd->src,
+                                                       &pd->wei16_any, &pd->dst16, strides, pad, pad));
+        if (pd_create(&pd->bwd_data, &bwd_data, pd->fwd, PASS_BACKWARD_DATA, pd, cc, d, err) != 0) return -1;
+    }
     TRY(dnnl_convolution_backward_weights_desc_init, (&bwd_weights, dnnl_convolution_direct, &pd->src16,
                                                       &pd->wei_any, NULL, &pd->dst16, strides, pad, pad));
     return pd_create(&pd->bwd_weights, &bwd_weights, pd->fwd, PASS_BACKWARD_WEIGHTS, pd, cc, d, err);
@@ -429,6 +438,12 @@ static size_t plan_scratch_bytes(const CpuConvPlan *p) {
     return size_max(s, size_max(p->y_out.reorder.scratch_bytes, p->dx_out.reorder.scratch_bytes));
 }
 
+/* The layouts plan's oneDNN primitives run on (see cpu_conv.h). */
+const char *cpu_conv_layouts(const void *plan) {
+    const CpuConvPlan *p = plan;
+    return p->on == ON_NHWC ? "NHWC" : p->on == ON_NCHW_INPUT ? "NCHW input" : "caller's";
+}
+
 /* oneDNN's name of the implementation a pass of plan runs, or winograd.c's. */
 const char *cpu_conv_impl(const void *plan, int pass) {
     const CpuConvPlan *p = plan;
@@ -442,21 +457,21 @@ const char *cpu_conv_impl(const void *plan, int pass) {
     return impl;
 }
 
-/* Makes all primitives and memory objects of the plan p for p->d, the primitives on the caller's layouts or
- * (nhwc) on NHWC; the workspace grows in plan_build. */
-static int plan_make(CpuConvPlan *p, int block, bool nhwc, Error *err) {
+/* Makes all primitives and memory objects of the plan p for p->d (no backward data with d->no_dx), the
+ * primitives on the layouts on says; the workspace grows in plan_build. */
+static int plan_make(CpuConvPlan *p, int block, PrimLayout on, Error *err) {
     const ConvDesc *d = &p->d;
     PlanDescs descs = {0};
-    int rc = descs_init_memory(&descs, d, p->bf16, block, nhwc, err);
+    int rc = descs_init_memory(&descs, d, p->bf16, block, on, err);
     if (rc == 0) rc = descs_init_conv(&descs, p->cc, d, err);
     if (rc == 0) rc = cast_make(&p->x16, &descs.user_x, &descs.src16, false, &descs, p->cc, d, err);
     if (rc == 0) rc = cast_make(&p->dy16, &descs.user_dy, &descs.dst16, false, &descs, p->cc, d, err);
     if (rc == 0) rc = cast_make(&p->y_out, &descs.dst, &descs.user_y, true, &descs, p->cc, d, err);
-    if (rc == 0) rc = cast_make(&p->dx_out, &descs.src, &descs.user_dx, true, &descs, p->cc, d, err);
+    if (rc == 0 && !d->no_dx) rc = cast_make(&p->dx_out, &descs.src, &descs.user_dx, true, &descs, p->cc, d, err);
     if (rc == 0)
         rc = pass_make(&p->fwd, descs.fwd, dnnl_query_weights_md, false, dnnl_query_src_md, dnnl_query_dst_md,
                        &descs, p->cc, d, err);
-    if (rc == 0)
+    if (rc == 0 && !d->no_dx)
         rc = pass_make(&p->bwd_data, descs.bwd_data, dnnl_query_weights_md, false, dnnl_query_diff_dst_md,
                        dnnl_query_diff_src_md, &descs, p->cc, d, err);
     if (rc == 0)
@@ -475,21 +490,24 @@ static void plan_release(CpuConvPlan *p) {
     if (p->cc->dy16_plan == p) p->cc->dy16_plan = NULL;
 }
 
-/* Makes the plan (see the top of the file for when its primitives run on NHWC) and grows the shared
+/* Makes the plan (see the top of the file for the layouts its primitives run on) and grows the shared
  * workspace. */
 static int plan_build(CpuConvPlan *p, int block, Error *err) {
     const ConvDesc *d = &p->d;
-    bool nhwc = act_tag(d->cin, block) != act_tag(d->cout, block);
-    int rc = plan_make(p, block, nhwc, err);
+    bool mixed = act_tag(d->cin, block) != act_tag(d->cout, block);
+    PrimLayout on = !mixed ? ON_CALLERS : d->no_dx ? ON_NCHW_INPUT : ON_NHWC;
+    int rc = plan_make(p, block, on, err);
     bool slow = false; /* ResNet-50's 11x11 -> 6x6 shortcut at 176 px: 198 ms per step blocked, 138 on NHWC */
     for (int pass = 0; rc == 0 && pass < 3; pass++) {
+        if (pass == 1 && d->no_dx) continue;
         const char *impl = cpu_conv_impl(p, pass);
         slow |= strncmp(impl, "ref", 3) == 0 || generic_1x1(impl, d);
     }
-    if (slow && !nhwc) {
+    if ((slow || (rc != 0 && on == ON_NCHW_INPUT)) && on != ON_NHWC) {
         plan_release(p);
-        rc = plan_make(p, block, true, err);
+        rc = plan_make(p, block, on = ON_NHWC, err);
     }
+    p->on = on;
     if (rc != 0) return rc;
     size_t wbytes = size_max(p->fwd.wei_bytes, size_max(p->bwd_data.wei_bytes, p->bwd_weights.wei_bytes));
     return work_reserve(p->cc, plan_scratch_bytes(p), wbytes, size_max(p->x16.bytes, p->dx_out.bytes),
@@ -747,6 +765,9 @@ int cpu_conv_forward(void *plan, const void *x, const float *w, void *y, Error *
 /* dx [n, h, w, cin] from dy [n, oh, ow, cout] and w [cout, cin, k, k] */
 int cpu_conv_backward_data(void *plan, const void *dy, const float *w, void *dx, Error *err) {
     CpuConvPlan *p = plan;
+    if (p->d.no_dx)
+        return error_set(err, "convolution backward data: the plan was made without it (ConvDesc.no_dx: the "
+                              "network's first layer)");
     if (p->wino_m) {
         wino_backward_data(&p->d, p->wino_m, p->wino_bx, p->wino_by, dy, w, dx, work_scratch(p->cc),
                            p->cc->threads);

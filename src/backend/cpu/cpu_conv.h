@@ -34,6 +34,11 @@ int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, bool win
 /* Frees a plan (NULL is fine). */
 void cpu_conv_plan_free(void *plan);
 
+/* The layouts plan's oneDNN primitives run on: "caller's"; "NHWC" (input and output differ in layout, or a
+ * kernel oneDNN offers for the caller's is far too slow: both reordered); or "NCHW input" (a plan without
+ * backward data, ConvDesc.no_dx, whose input is NHWC and output blocked: ResNet's stem reads an NCHW copy of
+ * its 3-channel input and writes its blocked output itself). Winograd plans run no primitives: "caller's". */
+const char *cpu_conv_layouts(const void *plan);
 /* oneDNN's name of the implementation a pass of plan runs (pass 0 forward, 1 backward data, 2 backward
  * weights), e.g. "jit_1x1:avx2" or "x64:gemm:jit", or winograd.c's "winograd_f4x4_3x3:avx2" /
  * "winograd_f2x2_3x3:avx2". */
