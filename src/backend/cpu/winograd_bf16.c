@@ -9,7 +9,8 @@
  * U is laid out for that kernel: [16][n/NR][k/2][NR][2], the pair (k, k+1) of each output channel together.
  * Forward: k = cin, n = cout; backward data: k = cout, n = cin on the flipped, transposed weights. Backward
  * weights sums V[xi]^T Z[xi] over the tiles with the same kernel, the sum running over pairs of tiles: V and Z
- * are written [16][tiles/2][c][2], the two tiles of a pair side by side (see wino16_backward_weights). */
+ * are written [16][tiles/2][c][2] (each pair padded: pair_stride), the two tiles of a pair side by side (see
+ * wino16_backward_weights). */
 #include <immintrin.h>
 #include <omp.h>
 #include <stdint.h>
@@ -54,12 +55,18 @@ static int chunk_tiles(const ConvDesc *d, int k, int n, bool weights, int thread
 
 static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
+/* bf16 from one pair of tiles' V (c = cin) or Z (c = cout) [c][2] to the next pair's in backward weights: GAP
+ * bytes more than the pair, so that the kernel's walk over pairs (for each row of 6 channels and each pass
+ * over the chunk) does not step by 1 or 2 KiB at 256 or 512 channels, which kept it on two sets of the L1
+ * cache. */
+static size_t pair_stride(int c) { return 2 * (size_t)c + GAP / 2; }
+
 /* Bytes of one thread's chunk buffers: the larger of forward's and backward data's, or (weights) backward
  * weights', with a GAP after each position's part of the two buffers. */
 static size_t slot_bytes(const ConvDesc *d, bool weights, int threads) {
     if (weights)
-        return align64((size_t)chunk_tiles(d, d->cin, d->cout, true, threads) * P * 2 * (size_t)(d->cin + d->cout) +
-                       2 * P * GAP);
+        return align64((size_t)chunk_tiles(d, d->cin, d->cout, true, threads) / 2 * P * 2 *
+                           (pair_stride(d->cin) + pair_stride(d->cout)) + 2 * P * GAP);
     size_t f = (size_t)chunk_tiles(d, d->cin, d->cout, false, threads) * P * (2 * (size_t)d->cin + 4 * (size_t)d->cout);
     size_t b = (size_t)chunk_tiles(d, d->cout, d->cin, false, threads) * P * (2 * (size_t)d->cout + 4 * (size_t)d->cin);
     return align64((f > b ? f : b) + 2 * P * GAP);
@@ -476,8 +483,8 @@ void wino16_backward_weights(const ConvDesc *d, int bx, int by, const void *x, c
                              void *work, int threads) {
     Act xa = {x, d->cin, bx, d->t.x == ACT_BF16}, ya = {dy, d->cout, by, d->t.dy == ACT_BF16};
     int tiles = tiles_all(d), chunk = chunk_tiles(d, d->cin, d->cout, true, threads);
-    size_t u_xi = (size_t)d->cin * d->cout, v_xi = (size_t)chunk * d->cin + GAP / 2;
-    size_t z_xi = (size_t)chunk * d->cout + GAP / 2;
+    size_t vp = pair_stride(d->cin), zp = pair_stride(d->cout), u_xi = (size_t)d->cin * d->cout;
+    size_t v_xi = (size_t)chunk / 2 * vp + GAP / 2, z_xi = (size_t)chunk / 2 * zp + GAP / 2;
     size_t per_thread = slot_bytes(d, true, threads);
     float *du0 = work, *du_rest = (float *)((char *)work + du_bytes(d) + (size_t)threads * per_thread);
 #pragma omp parallel num_threads(threads)
@@ -491,12 +498,12 @@ void wino16_backward_weights(const ConvDesc *d, int bx, int by, const void *x, c
         for (int t0 = lo; t0 < hi; t0 += chunk) {
             int cnt = hi - t0 < chunk ? hi - t0 : chunk; /* (cnt + 1) / 2 pairs, the last maybe with a zero tile */
             for (int t = 0; t < cnt; t += 2)
-                tile_pair(d, &xa, &ya, t0 + t, hi, v + (size_t)t * d->cin, v_xi, z + (size_t)t * d->cout, z_xi);
+                tile_pair(d, &xa, &ya, t0 + t, hi, v + (size_t)t / 2 * vp, v_xi, z + (size_t)t / 2 * zp, z_xi);
             for (int xi = 0; xi < P; xi++)
                 for (int nb = 0; nb < d->cout / NR; nb++)
                     for (int r = 0; r < d->cin; r += MR)
                         gemm_rows(d->cin - r < MR ? d->cin - r : MR, (cnt + 1) / 2, v + xi * v_xi + 2 * r, 2,
-                                  2 * d->cin, z + xi * z_xi + 2 * nb * NR, 2 * d->cout,
+                                  (ptrdiff_t)vp, z + xi * z_xi + 2 * nb * NR, (ptrdiff_t)zp,
                                   du + xi * u_xi + (size_t)r * d->cout + nb * NR, d->cout, true);
         }
 #pragma omp barrier
