@@ -973,8 +973,8 @@ static void test_bn_bf16_storage(void **state) {
 
 /* The AVX-512 build of batch norm (cpu_bn_avx512) gives the portable build's (cpu_bn_portable) bits: training
  * forward (plain, with ReLU, with skip add and ReLU), evaluation and backward (with and without the ReLU mask),
- * with fp32 and with every activation stored bf16, in NHWC and blocked layouts, for channel counts of one
- * block, of NHWC rows and past BN_CHUNK (512). */
+ * with fp32, with every activation stored bf16 and with the mix of a bf16 ResNet step (x, skip, dx bf16; y, dy
+ * fp32), in NHWC and blocked layouts, for channel counts of one block, of NHWC rows and past BN_CHUNK (512). */
 static void test_bn_isa_tables_same(void **state) {
     Backends *b = *state;
     if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
@@ -997,12 +997,13 @@ static void test_bn_isa_tables_same(void **state) {
         float *x = frand(N, -1, 3, seed), *dy = frand(N, -1, 1, seed + 1), *skip = frand(N, -2, 1, seed + 2);
         float *g = frand(C, 0.5f, 1.5f, seed + 3), *beta = frand(C, -1, 1, seed + 4);
         uint16_t *x16 = bf16_store(x, N), *dy16 = bf16_store(dy, N), *skip16 = bf16_store(skip, N);
-        for (int bf = 0; bf < 2; bf++)
+        /* bf: 0 all fp32, 1 all bf16, 2 mixed as in a bf16 ResNet step (x, skip and dx bf16; y and dy fp32) */
+        for (int bf = 0; bf < 3; bf++)
             for (int mode = 0; mode < 3; mode++) { /* forward: plain BN, + ReLU, + skip add and ReLU */
                 float *y[2], *st[2][4];
                 const void *sk = mode < 2 ? NULL : bf ? (const void *)skip16 : skip;
                 BnIo io = {.x = bf ? (const void *)x16 : x, .skip = sk,
-                           .tm = bf ? BN_X | BN_OUT | (mode == 2 ? BN_SKIP : 0) : 0};
+                           .tm = bf ? BN_X | (bf == 1 ? BN_OUT : 0) | (mode == 2 ? BN_SKIP : 0) : 0};
                 for (int v = 0; v < 2; v++) {
                     y[v] = fz(N);
                     for (int q = 0; q < 4; q++) st[v][q] = frand(C, 0.5f, 1, seed + 5);
@@ -1010,7 +1011,7 @@ static void test_bn_isa_tables_same(void **state) {
                     isa[v]->train(be, work, n, hw, c, &io, g, beta, mode > 0, st[v][0], st[v][1], st[v][2],
                                   st[v][3], 0.1f, 1e-5f);
                 }
-                assert_true(same_bits("bn train y, avx512 vs portable", y[1], y[0], bf ? N / 2 : N, sizeof(float)));
+                assert_true(same_bits("bn train y, avx512 vs portable", y[1], y[0], bf == 1 ? N / 2 : N, sizeof(float)));
                 for (int q = 0; q < 4; q++)
                     assert_same_floats("bn statistics, avx512 vs portable", st[1][q], st[0][q], C);
                 if (mode == 0 && !bf) { /* evaluation with the statistics just made */
@@ -1025,8 +1026,8 @@ static void test_bn_isa_tables_same(void **state) {
                 }
                 for (int relu = 0; relu < 2 && mode == 0; relu++) { /* without and with y's ReLU mask */
                     float *dx[2], *dg[2], *db[2];
-                    BnIo bio = {.x = io.x, .dy = bf ? (const void *)dy16 : dy, .y = relu ? y[0] : NULL,
-                                .tm = bf ? BN_X | BN_DY | (relu ? BN_Y : 0) | BN_OUT : 0};
+                    BnIo bio = {.x = io.x, .dy = bf == 1 ? (const void *)dy16 : dy, .y = relu ? y[0] : NULL,
+                                .tm = bf == 1 ? BN_X | BN_DY | (relu ? BN_Y : 0) | BN_OUT : bf ? BN_X | BN_OUT : 0};
                     for (int v = 0; v < 2; v++) {
                         dx[v] = fz(N), dg[v] = fz(C), db[v] = fz(C);
                         bio.out = dx[v];
