@@ -708,7 +708,8 @@ static void test_conv_impl_choice(void **state) {
  * run on an NCHW copy of the input (cpu_conv_layouts), which is what takes the output reorders away. */
 static void test_conv_first_layer(void **state) {
     Backends *b = *state;
-    static const ConvCase cases[] = {{2, 16, 16, 3, 16, 7, 2, 3}, {3, 9, 11, 3, 32, 7, 2, 3}, {2, 8, 8, 3, 16, 1, 1, 0}};
+    static const ConvCase cases[] = {{2, 16, 16, 3, 16, 7, 2, 3}, {3, 9, 11, 3, 32, 7, 2, 3},
+                                     {2, 8, 8, 3, 16, 1, 1, 0}};
     Error err = {{0}};
     for (int run = 0; run < 4; run++) {
         Backend *be = run % 2 ? b->blk : b->cpu;
@@ -727,7 +728,8 @@ static void test_conv_first_layer(void **state) {
             assert_non_null(plan);
             assert_int_equal(b->ref->ops->conv_plan(b->ref, &d, &rplan, &err), 0);
             int64_t hw = (int64_t)d.h * d.w, ohw = (int64_t)d.oh * d.ow;
-            size_t nx = (size_t)d.n * hw * d.cin, ny = (size_t)d.n * ohw * d.cout, nw = (size_t)d.cout * d.cin * d.k * d.k;
+            size_t nx = (size_t)d.n * hw * d.cin, ny = (size_t)d.n * ohw * d.cout;
+            size_t nw = (size_t)d.cout * d.cin * d.k * d.k;
             float *x = frand(nx, -1, 1, 800 + i), *w = frand(nw, -0.5f, 0.5f, 810 + i), *dy = frand(ny, -1, 1, 820 + i);
             float *y0 = fz(ny), *dw0 = fz(nw), *y1 = fz(ny), *dw1 = fz(nw), *by = fz(ny), *bdx = fz(nx);
             assert_int_equal(b->ref->ops->conv_forward(b->ref, rplan, x, w, y0, &err), 0);
@@ -1011,7 +1013,8 @@ static void test_bn_isa_tables_same(void **state) {
                     isa[v]->train(be, work, n, hw, c, &io, g, beta, mode > 0, st[v][0], st[v][1], st[v][2],
                                   st[v][3], 0.1f, 1e-5f);
                 }
-                assert_true(same_bits("bn train y, avx512 vs portable", y[1], y[0], bf == 1 ? N / 2 : N, sizeof(float)));
+                assert_true(
+                    same_bits("bn train y, avx512 vs portable", y[1], y[0], bf == 1 ? N / 2 : N, sizeof(float)));
                 for (int q = 0; q < 4; q++)
                     assert_same_floats("bn statistics, avx512 vs portable", st[1][q], st[0][q], C);
                 if (mode == 0 && !bf) { /* evaluation with the statistics just made */

@@ -8,8 +8,9 @@
  * on an odd size, which the 1x1 kernel refuses) — runs its primitives on NHWC and reorders the blocked side into
  * and out of the workspace. Except the stem when it is the network's first layer (ConvDesc.no_dx): oneDNN's
  * first-layer kernels read an NCHW input and write the blocked output, so that plan reorders only the small
- * input (to NCHW) and has no backward data, for which oneDNN offers only its reference loops there. The weights are the caller's PyTorch OIHW, reordered into the layout each primitive
- * asks for (dnnl_format_tag_any) when the two differ (the bf16 pair layouts of 1x1 weights by weights_pair16
+ * input (to NCHW) and has no backward data, for which oneDNN offers only its reference loops there. The
+ * weights are the caller's PyTorch OIHW, reordered into the layout each primitive asks for
+ * (dnnl_format_tag_any) when the two differ (the bf16 pair layouts of 1x1 weights by weights_pair16
  * here, where oneDNN's reorder ran at 7-14 GB/s), and diff weights are reordered back to OIHW (from AVX-512's
  * ABcd16b16a by weights_unblock16 here, in under half the time of oneDNN's reorder). Everything is made
  * once per shape in cpu_conv_plan: primitives, reorders and memory objects without buffers. A call only points
@@ -88,11 +89,15 @@ typedef struct ActCast {
     size_t bytes;               /* of the copy in the workspace; 0: the plan needs no such reorder */
 } ActCast;
 
+/* The layouts a plan's primitives run on: the caller's; NHWC on both sides; or (a plan without backward data
+ * whose input is NHWC and output blocked: ResNet's stem) an NCHW copy of the input and the caller's output. */
+typedef enum { ON_CALLERS, ON_NHWC, ON_NCHW_INPUT } PrimLayout;
+
 typedef struct CpuConvPlan {
     CpuConv *cc;
     ConvDesc d;
     bool bf16;
-    int on;                     /* the PrimLayout its primitives run on */
+    PrimLayout on;              /* the layouts its primitives run on */
     int wino_m;                 /* > 0: the plan runs winograd.c with m x m output tiles (see wino_tile), x and dx */
     int wino_bx, wino_by;       /* in blocks of wino_bx channels, y and dy of wino_by; no oneDNN objects then */
     int wino16;                 /* passes 0 to wino16 - 1 by winograd_bf16.c (see wino16_passes), same blocks */
@@ -100,10 +105,6 @@ typedef struct CpuConvPlan {
     ActCast x16, dy16;          /* inputs x and dy as the primitives read them (x16 and dy16 regions) */
     ActCast y_out, dx_out;      /* outputs of a plan on NHWC, written first to the dy16 and x16 regions */
 } CpuConvPlan;
-
-/* The layouts a plan's primitives run on: the caller's; NHWC on both sides; or (a plan without backward data
- * whose input is NHWC and output blocked: ResNet's stem) an NCHW copy of the input and the caller's output. */
-typedef enum { ON_CALLERS, ON_NHWC, ON_NCHW_INPUT } PrimLayout;
 
 /* The memory descriptors and primitive descriptors a plan is made from: user_x/user_y/user_dx/user_dy are the
  * caller's activations (fp32 or bf16 as d->t says); src/dst what the primitives write (dx and y: the caller's

@@ -68,12 +68,13 @@ bool wino_supported(const ConvDesc *d, int m, int bx, int by) {
 }
 
 /* Floats of one thread's chunk buffers: a chunk's V and M (V and Z in backward weights), each position's part
- * XI_PAD floats (a cache line) longer than its tiles need. Without that gap the parts of V, M and Z lie a multiple
+ * XI_PAD floats (a cache line) longer than its tiles need. Without that gap the parts of V, M and Z lay a multiple
  * of 4 KiB apart at the common chunk sizes (48 tiles of 64 or 128 channels), so a tile's transform wrote (or read)
  * its values for every position at addresses with the same low 12 bits: one L1 set, and loads held up by 4K
- * aliasing; the gap made ctrain's bf16 F(2x2) products 2-9% faster (docs/performance.md). */
+ * aliasing. The gap made F(4x4) passes up to 31% faster at 64 channels (docs/performance.md). */
 static size_t thread_floats(const ConvDesc *d, int m, int threads) {
-    return (size_t)positions(m) * ((size_t)chunk_tiles(d, m, true, threads) * (size_t)(d->cin + d->cout) + 2 * XI_PAD);
+    size_t per_position = (size_t)chunk_tiles(d, m, true, threads) * (size_t)(d->cin + d->cout) + 2 * XI_PAD;
+    return (size_t)positions(m) * per_position;
 }
 
 /* Bytes of workspace the three passes need at most: U (in backward weights thread 0's dU), each thread's chunk

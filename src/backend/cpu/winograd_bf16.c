@@ -271,7 +271,8 @@ static inline __attribute__((always_inline)) void z_group(const Act *dy, const T
                                                            __m256i h[P]) {
     __m512 r[4], t[4][2], zero = _mm512_setzero_ps();
 #pragma GCC unroll 4
-    for (int e = 0; e < 4; e++) r[e] = tile_in(ta, e / 2, e % 2) ? load16(dy->p, tile_off(ta, g, e / 2, e % 2), bf16) : zero;
+    for (int e = 0; e < 4; e++)
+        r[e] = tile_in(ta, e / 2, e % 2) ? load16(dy->p, tile_off(ta, g, e / 2, e % 2), bf16) : zero;
 #pragma GCC unroll 2
     for (int j = 0; j < 2; j++) {
         t[0][j] = r[j];
