@@ -184,28 +184,9 @@ static inline void group_next(GroupWalk *g) {
     if (g->within == g->b) g->within = 0, g->p += g->skip;
 }
 
-/* The pixels of a tile whose first pixel is (h, w) of an image (outside it where the tile reaches past its
- * edge): pixel (k, j) of the tile lies at + k row + j col floats from the image's pixel (0, 0) of a channel
- * group, inside the image [ih, iw] when pixel_in says so. (Computed per pixel from these: a table of 16 or 36
- * offsets and flags filled per tile cost more than the arithmetic, as in winograd_bf16.c.) */
-typedef struct Pixels {
-    int h, w, ih, iw;
-    ptrdiff_t at, row, col;
-} Pixels;
-
-static Pixels tile_pixels(const ConvDesc *d, int b, int h, int w) {
-    return (Pixels){h, w, d->h, d->w, ((ptrdiff_t)h * d->w + w) * b, (ptrdiff_t)d->w * b, b};
-}
-
-static inline bool pixel_in(const Pixels *px, int k, int j) {
-    return (unsigned)(px->h + k) < (unsigned)px->ih && (unsigned)(px->w + j) < (unsigned)px->iw;
-}
-
-static inline ptrdiff_t pixel_off(const Pixels *px, int k, int j) { return px->at + k * px->row + j * px->col; }
-
 /* Pixel (k, j) of px from the group at p, zero outside the image (checked only with edge). */
-static inline __m256 load_or_zero(const float *p, const Pixels *px, int k, int j, bool edge) {
-    return !edge || pixel_in(px, k, j) ? _mm256_loadu_ps(p + pixel_off(px, k, j)) : _mm256_setzero_ps();
+static inline __m256 load_or_zero(const float *p, const WinoPixels *px, int k, int j, bool edge) {
+    return !edge || wino_pixel_in(px, k, j) ? _mm256_loadu_ps(p + wino_pixel_off(px, k, j)) : _mm256_setzero_ps();
 }
 
 /* ---- F(2x2, 3x3): B^T rows (1 0 -1 0) (0 1 1 0) (0 -1 1 0) (0 1 0 -1); A^T rows (1 1 1 0) (0 1 -1 -1) */
@@ -224,7 +205,7 @@ static inline __attribute__((always_inline)) void bt4(const __m256 r[4], __m256 
 static inline __attribute__((always_inline)) void input_tile2_at(const ConvDesc *d, const float *x, int c_all,
                                                                   int b, int i, int h0, int w0, float *v,
                                                                   size_t xi_stride, bool edge) {
-    Pixels px = tile_pixels(d, b, h0 - 1, w0 - 1);
+    WinoPixels px = wino_pixels(d, b, h0 - 1, w0 - 1);
     GroupWalk g = group_walk(d, x, c_all, b, i);
     for (int c = 0; c < c_all; c += 8, group_next(&g)) {
         /* u_k = B^T (row k of the tile), then V's rows: u0 - u2, u1 + u2, u2 - u1, u1 - u3, in an order that
@@ -259,7 +240,7 @@ static inline __attribute__((always_inline)) void input_tile2_at(const ConvDesc 
  * z[xi * xi_stride + c]. */
 static void grad_tile2(const ConvDesc *d, const float *dy, int c_all, int b, int i, int h0, int w0, float *z,
                        size_t xi_stride) {
-    Pixels px = tile_pixels(d, b, h0, w0);
+    WinoPixels px = wino_pixels(d, b, h0, w0);
     __m256 zero = _mm256_setzero_ps();
     GroupWalk g = group_walk(d, dy, c_all, b, i);
     for (int c = 0; c < c_all; c += 8, group_next(&g)) {
@@ -288,7 +269,7 @@ static void grad_tile2(const ConvDesc *d, const float *dy, int c_all, int b, int
  * y [n, c/b, h, w, b] that lie inside the image. */
 static void output_tile2(const ConvDesc *d, const float *m, size_t xi_stride, int c_all, int b, int i, int h0,
                          int w0, float *y) {
-    Pixels px = tile_pixels(d, b, h0, w0);
+    WinoPixels px = wino_pixels(d, b, h0, w0);
     bool edge = h0 + 2 > d->h || w0 + 2 > d->w;
     GroupWalk g = group_walk(d, y, c_all, b, i);
     for (int c = 0; c < c_all; c += 8, group_next(&g)) {
@@ -306,8 +287,8 @@ static void output_tile2(const ConvDesc *d, const float *m, size_t xi_stride, in
         for (int k = 0; k < 2; k++) {
             __m256 o0 = _mm256_add_ps(_mm256_add_ps(s[k][0], s[k][1]), s[k][2]);
             __m256 o1 = _mm256_sub_ps(_mm256_sub_ps(s[k][1], s[k][2]), s[k][3]);
-            if (!edge || pixel_in(&px, k, 0)) _mm256_storeu_ps(out + pixel_off(&px, k, 0), o0);
-            if (!edge || pixel_in(&px, k, 1)) _mm256_storeu_ps(out + pixel_off(&px, k, 1), o1);
+            if (!edge || wino_pixel_in(&px, k, 0)) _mm256_storeu_ps(out + wino_pixel_off(&px, k, 0), o0);
+            if (!edge || wino_pixel_in(&px, k, 1)) _mm256_storeu_ps(out + wino_pixel_off(&px, k, 1), o1);
         }
     }
 }
@@ -358,7 +339,7 @@ static inline __attribute__((always_inline)) void a6(const __m256 y[4], __m256 z
 static inline __attribute__((always_inline)) void input_tile4_at(const ConvDesc *d, const float *x, int c_all,
                                                                   int b, int i, int h0, int w0, float *v,
                                                                   size_t xi_stride, bool edge) {
-    Pixels px = tile_pixels(d, b, h0 - 1, w0 - 1);
+    WinoPixels px = wino_pixels(d, b, h0 - 1, w0 - 1);
     GroupWalk g = group_walk(d, x, c_all, b, i);
     for (int c = 0; c < c_all; c += 8, group_next(&g)) {
         __m256 u[6][6], r[6], col[6];
@@ -383,7 +364,7 @@ static inline __attribute__((always_inline)) void input_tile4_at(const ConvDesc 
 /* grad_tile2 for F(4x4, 3x3): Z = A dy A^T of the 4x4 tile of dy at (h0, w0). */
 static void grad_tile4(const ConvDesc *d, const float *dy, int c_all, int b, int i, int h0, int w0, float *z,
                        size_t xi_stride) {
-    Pixels px = tile_pixels(d, b, h0, w0);
+    WinoPixels px = wino_pixels(d, b, h0, w0);
     GroupWalk g = group_walk(d, dy, c_all, b, i);
     for (int c = 0; c < c_all; c += 8, group_next(&g)) {
         __m256 t[6][4], y[4], zz[6];
@@ -408,7 +389,7 @@ static void grad_tile4(const ConvDesc *d, const float *dy, int c_all, int b, int
 /* output_tile2 for F(4x4, 3x3): the 4x4 output pixels at (h0, w0) from the 6x6 M. */
 static void output_tile4(const ConvDesc *d, const float *m, size_t xi_stride, int c_all, int b, int i, int h0,
                          int w0, float *y) {
-    Pixels px = tile_pixels(d, b, h0, w0);
+    WinoPixels px = wino_pixels(d, b, h0, w0);
     bool edge = h0 + 4 > d->h || w0 + 4 > d->w;
     GroupWalk g = group_walk(d, y, c_all, b, i);
     for (int c = 0; c < c_all; c += 8, group_next(&g)) {
@@ -427,7 +408,7 @@ static void output_tile4(const ConvDesc *d, const float *m, size_t xi_stride, in
             at6(s[k], o4);
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++)
-                if (!edge || pixel_in(&px, k, j)) _mm256_storeu_ps(out + pixel_off(&px, k, j), o4[j]);
+                if (!edge || wino_pixel_in(&px, k, j)) _mm256_storeu_ps(out + wino_pixel_off(&px, k, j), o4[j]);
         }
     }
 }

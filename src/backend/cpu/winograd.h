@@ -38,6 +38,28 @@ void wino_backward_data(const ConvDesc *d, int m, int bx, int by, const float *d
 void wino_backward_weights(const ConvDesc *d, int m, int bx, int by, const float *x, const float *dy, float *dw,
                            void *work, int threads);
 
+/* The pixels of a tile whose first pixel is (h, w) of an image [ih, iw] (outside it where the tile reaches past
+ * its edge): pixel (k, j) of the tile lies at + k row + j col elements from a channel group's pixel (0, 0),
+ * inside the image when wino_pixel_in says so. The transforms of winograd.c and winograd_bf16.c compute each
+ * pixel from these (a table of 16 or 36 offsets and flags filled per tile cost more: docs/performance.md). */
+typedef struct WinoPixels {
+    int h, w, ih, iw;
+    ptrdiff_t at, row, col;
+} WinoPixels;
+
+/* The pixels from (h, w) of an image of d's input size in an activation with block b. */
+static inline WinoPixels wino_pixels(const ConvDesc *d, int b, int h, int w) {
+    return (WinoPixels){h, w, d->h, d->w, ((ptrdiff_t)h * d->w + w) * b, (ptrdiff_t)d->w * b, b};
+}
+
+static inline bool wino_pixel_in(const WinoPixels *px, int k, int j) {
+    return (unsigned)(px->h + k) < (unsigned)px->ih && (unsigned)(px->w + j) < (unsigned)px->iw;
+}
+
+static inline ptrdiff_t wino_pixel_off(const WinoPixels *px, int k, int j) {
+    return px->at + k * px->row + j * px->col;
+}
+
 /* Helpers winograd_bf16.c shares. The tiles [*lo, *hi) of the calling OpenMP thread: an equal share of tiles,
  * in order. */
 void wino_thread_tiles(int tiles, int *lo, int *hi);

@@ -158,30 +158,25 @@ typedef struct Act {
     bool bf16;
 } Act;
 
-/* Where a tile's rows x cols pixels lie: image i, its first pixel (h, w) (outside the image where the tile
- * reaches past its edge), the element offset at of that pixel from a channel group's pixel (0, 0) and those from
- * a pixel to the one below it and to the one on its right, the image's size and whether the tile lies inside. */
+/* Where a tile's rows x cols pixels lie: image i, the pixels (winograd.h) and whether all lie inside. */
 typedef struct TileAt {
-    int i, h, w, ih, iw;
+    int i;
     bool inside;
-    ptrdiff_t at, row, col;
+    WinoPixels px;
 } TileAt;
 
 /* The rows x cols pixels from (h, w) of image i of an activation with block b. */
 static TileAt tile_at(const ConvDesc *d, int b, int i, int h, int w, int rows, int cols) {
-    return (TileAt){.i = i, .h = h, .w = w, .ih = d->h, .iw = d->w,
-                    .inside = h >= 0 && h + rows <= d->h && w >= 0 && w + cols <= d->w,
-                    .at = ((ptrdiff_t)h * d->w + w) * b, .row = (ptrdiff_t)d->w * b, .col = b};
+    return (TileAt){.i = i, .inside = h >= 0 && h + rows <= d->h && w >= 0 && w + cols <= d->w,
+                    .px = wino_pixels(d, b, h, w)};
 }
 
 /* Whether pixel (k, j) of tile ta lies inside the image. */
-static inline bool tile_in(const TileAt *ta, int k, int j) {
-    return (unsigned)(ta->h + k) < (unsigned)ta->ih && (unsigned)(ta->w + j) < (unsigned)ta->iw;
-}
+static inline bool tile_in(const TileAt *ta, int k, int j) { return wino_pixel_in(&ta->px, k, j); }
 
 /* Element offset of pixel (k, j) of tile ta (inside the image) from the channel group at element g. */
 static inline size_t tile_off(const TileAt *ta, size_t g, int k, int j) {
-    return (size_t)((ptrdiff_t)g + ta->at + k * ta->row + j * ta->col);
+    return (size_t)((ptrdiff_t)g + wino_pixel_off(&ta->px, k, j));
 }
 
 /* Walks the 16-channel groups of image i of an activation at pixel (0, 0): at is the element offset of channel
