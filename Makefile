@@ -5,7 +5,7 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build demo demo-imagenet test test-asan clean
+.PHONY: all deps build demo demo-imagenet test test-avx2 test-asan clean
 
 all: build
 
@@ -30,10 +30,19 @@ demo-imagenet: build
 	$(BUILD)/ctrain convert data/fmnist-jpeg/val data/fmnist-jpeg/val.beton --write_mode proportion --seed 0
 	$(BUILD)/ctrain train -f recipes/fmnist_imagenet_path.yaml --run_dir runs/demo-imagenet
 
-# The whole suite: unit tests, PyTorch parity, CLI and training tests, then the unit tests under ASan/UBSan.
+# The whole suite: unit tests, PyTorch parity, CLI and training tests, the unit tests again as on an AVX2-only
+# CPU, then the unit tests under ASan/UBSan.
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j 2
+	$(MAKE) test-avx2
 	$(MAKE) test-asan
+
+# The unit tests with oneDNN held to AVX2 (ONEDNN_MAX_CPU_ISA; the cpu backend's layouts and kernel rules follow
+# the ISA oneDNN reports): nChw8c activations, oneDNN's AVX2 kernels and the rules made for them, the AVX2
+# Winograd tile rule, bf16's fp32 fallback. Batch norm still picks its build by CPUID (test_bn_isa_tables_same
+# compares both). On a CPU without AVX-512 this repeats the first run.
+test-avx2: build
+	cd $(BUILD) && ONEDNN_MAX_CPU_ISA=AVX2 ctest --output-on-failure -L unit -j 2
 
 test-asan: deps
 	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DCTRAIN_SANITIZE=ON -DCTRAIN_CUDA=OFF >/dev/null
