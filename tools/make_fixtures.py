@@ -255,24 +255,85 @@ def rel_error(a, b):
     return ((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-30)).item()
 
 
-def write_fixture(name, cfg, build, **hooks):
-    """Runs the fixture in float64 (stored, rounded to float32) and in float32, and requires PyTorch's own
-    float32 run to pass the tolerances the C test applies: a fixture that float32 cannot reproduce (an
-    ill-conditioned network) is refused rather than written."""
-    torch.manual_seed(cfg["seed"])
-    ref = run_steps(cfg, build(), torch.float64, **hooks)
-    torch.manual_seed(cfg["seed"])
-    f32 = run_steps(cfg, build(), torch.float32, **hooks)
+# How far every ReLU input and max-pool decision of a fixture must lie from its threshold, in units of PyTorch
+# float32's own deviation from float64 on that value (see threshold_margin).
+MIN_MARGIN = 10.0
+
+
+def keep_threshold_inputs(model, log):
+    """Forward pre-hooks appending ("relu", input) or ("max", input, kernel, stride, padding) to log, in calling
+    order, for every ReLU and max pool (nn.MaxPool2d and Composer's BlurMaxPool2d, whose max runs at stride 1)."""
+    def keep(*what):
+        def hook(mod, inp):
+            log.append((what[0], inp[0].detach().double().clone()) + what[1:])
+        return hook
+    for m in model.modules():
+        if isinstance(m, nn.ReLU):
+            m.register_forward_pre_hook(keep("relu"))
+        elif isinstance(m, nn.MaxPool2d):
+            m.register_forward_pre_hook(keep("max", m.kernel_size, m.stride, m.padding))
+        elif isinstance(m, BlurMaxPool2d):
+            m.register_forward_pre_hook(keep("max", m.kernel_size, 1, m.padding))
+
+
+def threshold_margin(log64, log32):
+    """The smallest distance of a ReLU input from 0, or of a max-pool window's largest value from its second
+    largest, in the float64 run, over the float32 run's deviation on those values (inf: none near). A decision
+    that float32 rounding can flip (a value within rounding of the threshold) changes that element's gradient
+    from 0 to all of it; in these small networks one such flip at a later step moves the lower layers' weight
+    gradients by several percent, so a fixture is only fit to judge other float32 code by when every decision
+    lies well clear of the threshold."""
+    worst = math.inf
+    for e64, e32 in zip(log64, log32):
+        a, d = e64[1], (e32[1] - e64[1]).abs()
+        if e64[0] == "relu":
+            gap, noise = a.abs(), d
+        else:
+            k, st, pad = e64[2:]
+            c = a.shape[1]
+            win = F.unfold(F.pad(a, (pad,) * 4, value=-math.inf), k, stride=st).view(a.shape[0], c, k * k, -1)
+            dev = F.unfold(F.pad(d, (pad,) * 4), k, stride=st).view(a.shape[0], c, k * k, -1)
+            top = win.topk(2, dim=2).values
+            gap, noise = top[:, :, 0] - top[:, :, 1], 2 * dev.amax(dim=2)
+            gap = torch.where(top[:, :, 0] > 0, gap, torch.full_like(gap, math.inf))  # windows of zeros: exact ties
+        ratio = gap / noise
+        ratio = torch.where(gap == 0, torch.zeros_like(ratio), ratio)
+        worst = min(worst, ratio.nan_to_num(math.inf).min().item())
+    return worst
+
+
+def compute_fixture(name, cfg, build, **hooks):
+    """Runs the fixture in float64 (the values stored) and in float32, and requires PyTorch's own float32 run to
+    pass the tolerances the C test applies and to make every ReLU and max-pool decision the same way with
+    MIN_MARGIN to spare: a fixture that float32 cannot reproduce (an ill-conditioned network), or only by luck
+    (a value within rounding of a threshold), is refused rather than written. Returns the stored tensors."""
+    logs = []
+    for dtype in (torch.float64, torch.float32):
+        torch.manual_seed(cfg["seed"])
+        model = build()
+        logs.append([])
+        keep_threshold_inputs(model, logs[-1])
+        logs[-1] = (run_steps(cfg, model, dtype, **hooks), logs[-1])
+    (ref, log64), (f32, log32) = logs
     for k, v in ref.items():
         if v.dtype not in (torch.float32, torch.float64):
             continue
         tol = 1e-4 if k in ("logits", "loss", "losses", "eval_logits") else 1e-3
         e = rel_error(f32[k], v)
         assert e <= tol / 4, f"{name}: PyTorch float32 vs float64 differ by {e:.2e} in {k}: ill-conditioned"
-    out = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in ref.items()}
+    margin = threshold_margin(log64, log32)
+    assert margin >= MIN_MARGIN, (f"{name}: a ReLU or max-pool decision lies {margin:.3g} times float32's rounding "
+                                  f"from its threshold (at least {MIN_MARGIN} wanted): choose another seed")
+    return {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in ref.items()}, margin
+
+
+def write_fixture(name, cfg, build, **hooks):
+    """compute_fixture, written to parity_<name>.safetensors."""
+    out, margin = compute_fixture(name, cfg, build, **hooks)
     path = os.path.join(OUT, f"parity_{name}.safetensors")
     save_file(out, path, metadata={"config": json.dumps(cfg), "torch": torch.__version__, "precision": "float64"})
-    print(f"wrote {path}: {len(out)} tensors, {os.path.getsize(path)} bytes, losses {out['losses'].tolist()}")
+    print(f"wrote {path}: {len(out)} tensors, {os.path.getsize(path)} bytes, losses {out['losses'].tolist()}, "
+          f"threshold margin {margin:.3g}")
 
 
 def check_against_torchvision():
@@ -310,13 +371,13 @@ def write_state_dict_export():
 PLAIN_CFGS = [
     ("resnet18_w4", BasicBlock, [2, 2, 2, 2], False, {
         "model_name": "resnet18", "layers": [2, 2, 2, 2], "width": 4, "stem": "imagenet", "in_channels": 3,
-        "num_classes": 10, "batch": 8, "res": 64, "seed": 1, "loss": "soft_cross_entropy",
+        "num_classes": 10, "batch": 8, "res": 64, "seed": 112, "loss": "soft_cross_entropy",
         "lrs": [0.02, 0.05, 0.02],
         "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "dampening": 0.0, "weight_decay": 5e-4,
                       "nesterov": True}}),
     ("bottleneck_w4", Bottleneck, [2, 1, 1, 1], False, {
         "model_name": "resnet50", "layers": [2, 1, 1, 1], "width": 4, "stem": "imagenet", "in_channels": 3,
-        "num_classes": 12, "batch": 6, "res": 64, "seed": 2, "loss": "binary_cross_entropy_with_logits",
+        "num_classes": 12, "batch": 6, "res": 64, "seed": 109, "loss": "binary_cross_entropy_with_logits",
         "lrs": [0.0, 0.002, 0.005],
         "optimizer": {"name": "decoupled_sgdw", "lr": 0.005, "momentum": 0.875, "dampening": 0.0,
                       "weight_decay": 5e-4, "nesterov": False}}),
@@ -619,7 +680,7 @@ BLUR = {"blurpool": True, "blur_convs": True, "blur_maxpools": True, "blur_first
 SURGERY_FIXTURES = {
     # Composer's recipe BlurPool (6 blurred convs + the blurred max-pool) on a width-4 bottleneck net
     "surgery_blurpool": lambda name: write_surgery_fixture(
-        name, surgery_cfg("resnet50", [1, 1, 1, 1], "imagenet", 3, 10, 6, 64, 11, BLUR), Bottleneck,
+        name, surgery_cfg("resnet50", [1, 1, 1, 1], "imagenet", 3, 10, 6, 64, 35, BLUR), Bottleneck,
         [1, 1, 1, 1], False),
     # blur_first false (stride-1 conv, then the strided blur) on a CIFAR-style BasicBlock net
     "surgery_blurpool_late": lambda name: write_surgery_fixture(
@@ -637,7 +698,7 @@ SURGERY_FIXTURES = {
                            "sd_distribution": "uniform"}), Bottleneck, [1, 2, 1, 1], False),
     # SqueezeExcite with a fractional latent width
     "surgery_se": lambda name: write_surgery_fixture(
-        name, surgery_cfg("resnet50", [1, 1, 1], "imagenet", 3, 10, 6, 64, 15,
+        name, surgery_cfg("resnet50", [1, 1, 1], "imagenet", 3, 10, 6, 64, 17,
                           {"squeeze_excite": True, "se_latent_channels": 0.25, "se_min_channels": 16}),
         Bottleneck, [1, 1, 1], False),
 }
