@@ -176,12 +176,12 @@ typedef struct BackendOps {
     /* Per-sample scale: y [n, inner] = x [n, inner] * s [n] (forward and backward of stochastic depth) */
     void (*sample_scale)(Backend *be, int n, int64_t inner, const float *s, const float *x, float *y);
 
-    /* ---- fully connected: y [n,cout] = x [n,cin] w^T [cin,cout] + b [cout] ---- */
-    void (*fc_forward)(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *b,
-                       float *y);
-    /* dx [n,cin] (skipped when NULL), dw [cout,cin], db [cout] */
-    void (*fc_backward)(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *dy,
-                        float *dx, float *dw, float *db);
+    /* ---- fully connected: y [n,cout] = x [n,cin] w^T [cin,cout] + b [cout] (b may be NULL) ---- */
+    int (*fc_forward)(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *b,
+                      float *y, Error *err);
+    /* dx [n,cin] (skipped when NULL), dw [cout,cin], db [cout] (skipped when NULL) */
+    int (*fc_backward)(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *dy,
+                       float *dx, float *dw, float *db, Error *err);
 
     /* ---- loss: per-sample losses and the gradient of (sum of per-sample losses) * grad_scale ----
      * logits, target, dlogits [n,c]; loss [n]. For LOSS_BCE_WITH_LOGITS the per-sample loss is the sum

@@ -935,8 +935,9 @@ int model_forward(Model *m, Plan *p, bool train, Error *err) {
             }
             break;
         case LAYER_FC:
-            ops->fc_forward(be, p->n, c, l->cout, x, model_param_data(m, l->weight),
-                            l->bias >= 0 ? model_param_data(m, l->bias) : NULL, y);
+            if (ops->fc_forward(be, p->n, c, l->cout, x, model_param_data(m, l->weight),
+                                l->bias >= 0 ? model_param_data(m, l->bias) : NULL, y, err))
+                return error_prefix(err, "%s forward", l->name);
             break;
         case LAYER_BLUR:
             ops->blur_forward(be, &p->pdesc[i], x, y);
@@ -1081,8 +1082,9 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
             bool has_b = l->bias >= 0;
             float *dw = accumulate ? p->wscratch : model_param_grad(m, l->weight);
             float *db = !has_b ? NULL : accumulate ? p->wscratch + nw : model_param_grad(m, l->bias);
-            ops->fc_backward(be, p->n, c, l->cout, x, model_param_data(m, l->weight), dy,
-                             need_dx ? grad_target(p, l->in) : NULL, dw, db);
+            if (ops->fc_backward(be, p->n, c, l->cout, x, model_param_data(m, l->weight), dy,
+                                 need_dx ? grad_target(p, l->in) : NULL, dw, db, err))
+                return error_prefix(err, "%s backward", l->name);
             if (accumulate) {
                 ops->axpy(be, nw, 1.0f, p->wscratch, model_param_grad(m, l->weight));
                 if (has_b) ops->axpy(be, l->cout, 1.0f, p->wscratch + nw, model_param_grad(m, l->bias));

@@ -406,13 +406,14 @@ static void run_fc(Backends *b, int n, int cin, int cout, bool bf16) {
     size_t nx = (size_t)n * cin, nw = (size_t)cout * cin, ny = (size_t)n * cout;
     float *x = hrand(nx, -1, 1, 80), *w = hrand(nw, -0.5f, 0.5f, 81), *bias = hrand(cout, -1, 1, 82);
     float *dy = hrand(ny, -1, 1, 83), *y0 = hz(ny), *dx0 = hz(nx), *dw0 = hz(nw), *db0 = hz(cout);
-    b->ref->ops->fc_forward(b->ref, n, cin, cout, x, w, bias, y0);
-    b->ref->ops->fc_backward(b->ref, n, cin, cout, x, w, dy, dx0, dw0, db0);
+    Error err;
+    assert_int_equal(b->ref->ops->fc_forward(b->ref, n, cin, cout, x, w, bias, y0, &err), 0);
+    assert_int_equal(b->ref->ops->fc_backward(b->ref, n, cin, cout, x, w, dy, dx0, dw0, db0, &err), 0);
     g->bf16 = bf16;
     float *gx = DEVF(g, x, nx), *gw = DEVF(g, w, nw), *gb = DEVF(g, bias, cout), *gdy = DEVF(g, dy, ny);
     float *gy = DEVF(g, NULL, ny), *gdx = DEVF(g, NULL, nx), *gdw = DEVF(g, NULL, nw), *gdb = DEVF(g, NULL, cout);
-    g->ops->fc_forward(g, n, cin, cout, gx, gw, gb, gy);
-    g->ops->fc_backward(g, n, cin, cout, gx, gw, gdy, gdx, gdw, gdb);
+    assert_int_equal(g->ops->fc_forward(g, n, cin, cout, gx, gw, gb, gy, &err), 0);
+    assert_int_equal(g->ops->fc_backward(g, n, cin, cout, gx, gw, gdy, gdx, gdw, gdb, &err), 0);
     float *y1 = back(g, gy, ny), *dx1 = back(g, gdx, nx), *dw1 = back(g, gdw, nw), *db1 = back(g, gdb, cout);
     double k = cin > n ? cin : n, atol = bf16 ? 4e-3 * sqrt(k + cout) : 5e-7 * sqrt(k + cout);
     double rtol = bf16 ? 1e-2 : 1e-4;

@@ -1169,16 +1169,17 @@ static void test_fc_matches_ref(void **state) {
         float *y0 = fz(ny), *y1 = fz(ny), *dx0 = fz(nx), *dx1 = fz(nx), *dw0 = fz(nw), *dw1 = fz(nw);
         float *db0 = fz(cout), *db1 = fz(cout);
         const float *bs = i % 2 ? NULL : bias; /* fc without bias too */
-        b->ref->ops->fc_forward(b->ref, n, cin, cout, x, w, bs, y0);
-        b->cpu->ops->fc_forward(b->cpu, n, cin, cout, x, w, bs, y1);
+        Error err;
+        assert_int_equal(b->ref->ops->fc_forward(b->ref, n, cin, cout, x, w, bs, y0, &err), 0);
+        assert_int_equal(b->cpu->ops->fc_forward(b->cpu, n, cin, cout, x, w, bs, y1, &err), 0);
         assert_close("fc forward", y1, y0, ny, 1e-5, 1e-4);
-        b->ref->ops->fc_backward(b->ref, n, cin, cout, x, w, dy, dx0, dw0, db0);
-        b->cpu->ops->fc_backward(b->cpu, n, cin, cout, x, w, dy, dx1, dw1, db1);
+        assert_int_equal(b->ref->ops->fc_backward(b->ref, n, cin, cout, x, w, dy, dx0, dw0, db0, &err), 0);
+        assert_int_equal(b->cpu->ops->fc_backward(b->cpu, n, cin, cout, x, w, dy, dx1, dw1, db1, &err), 0);
         assert_close("fc backward dx", dx1, dx0, nx, 1e-5, 1e-4);
         assert_close("fc backward dw", dw1, dw0, nw, 1e-5, 1e-4);
         assert_close("fc backward db", db1, db0, cout, 1e-5, 1e-4);
         memset(dx1, 0, nx * sizeof *dx1); /* dx NULL: only dw and db */
-        b->cpu->ops->fc_backward(b->cpu, n, cin, cout, x, w, dy, NULL, dw1, db1);
+        assert_int_equal(b->cpu->ops->fc_backward(b->cpu, n, cin, cout, x, w, dy, NULL, dw1, db1, &err), 0);
         assert_close("fc backward dw (no dx)", dw1, dw0, nw, 1e-5, 1e-4);
         for (size_t j = 0; j < nx; j++) assert_true(dx1[j] == 0.0f);
         free(x), free(w), free(bias), free(dy), free(y0), free(y1), free(dx0), free(dx1), free(dw0), free(dw1);
@@ -1400,14 +1401,16 @@ typedef struct FcFd {
 
 static void fc_fd_eval(void *ctx, float *out) {
     FcFd *f = ctx;
-    f->be->ops->fc_forward(f->be, f->n, f->cin, f->cout, f->x, f->w, f->b, out);
+    Error err;
+    assert_int_equal(f->be->ops->fc_forward(f->be, f->n, f->cin, f->cout, f->x, f->w, f->b, out, &err), 0);
 }
 
 static void test_fd_fc(void **state) {
     Backend *ref = ((Backends *)*state)->ref;
     FcFd f = {ref, 3, 5, 4, frand(15, -1, 1, 1700), frand(20, -1, 1, 1701), frand(4, -1, 1, 1702)};
     float *r = frand(12, -1, 1, 1703), *dx = fz(15), *dw = fz(20), *db = fz(4);
-    ref->ops->fc_backward(ref, f.n, f.cin, f.cout, f.x, f.w, r, dx, dw, db);
+    Error err;
+    assert_int_equal(ref->ops->fc_backward(ref, f.n, f.cin, f.cout, f.x, f.w, r, dx, dw, db, &err), 0);
     assert_true(fd_check("fc dx", fc_fd_eval, &f, f.x, 15, r, 12, dx, 1e-2f) < 0.02);
     assert_true(fd_check("fc dw", fc_fd_eval, &f, f.w, 20, r, 12, dw, 1e-2f) < 0.02);
     assert_true(fd_check("fc db", fc_fd_eval, &f, f.b, 4, r, 12, db, 1e-2f) < 0.02);

@@ -24,21 +24,21 @@
 #include "backend/cpu/cpu_bn.h"
 #include "backend/cpu/cpu_common.h"
 #include "backend/cpu/cpu_conv.h"
+#include "backend/cpu/cpu_fc.h"
 #include "backend/ref/ref_backend.h"
 
 #define ALIGN 64
 #define PAR_BYTES ((size_t)1 << 20) /* memory functions below this size run on one thread */
 #define POOL_CB 16                  /* channels per max-pool backward task */
 #define AVG_CB 64                   /* channels per average-pool task */
-#define FC_RB 4                     /* output rows per fully-connected task */
-#define FC_KC 256                   /* output columns per fully-connected task */
-_Static_assert(FC_RB == 4, "fc_block and matmul_rows unroll 4 rows");
 
 typedef struct CpuImpl {
     CpuConv *conv;
     BackendOps ops;  /* CPU_OPS, with bf16 set when the CPU has native bf16 dot products */
     const CpuBn *bn; /* batch norm for this CPU's instruction set (cpu_bn_select) */
     double *bn_work; /* its per-block partial sums, cpu_bn_work_bytes(threads) */
+    float *fc_work;  /* the FC forward's transposed output [cout, n] (cpu_fc.c), grown to the largest asked for */
+    size_t fc_work_n;
 } CpuImpl;
 
 static CpuImpl *impl_of(Backend *be) { return be->impl; }
@@ -433,86 +433,27 @@ static void cpu_sample_scale(Backend *be, int n, int64_t inner, const float *s, 
         }
 }
 
-/* ---------------------------------------------------------------- fully connected */
+/* ---------------------------------------------------------------- fully connected (cpu_fc.c) */
 
-/* y [n, cout] at samples i0..i0+ni and outputs o0..o0+no (ni, no <= 4) = b [cout] + dot(x [n, cin] row i,
- * w [cout, cin] row o), summed in double: 4 x 4 dot products at a time, so that every value loaded (and widened
- * to double) serves four of them. A block short of 4 repeats its last row and drops the extra sums. */
-static void fc_block(int cin, int i0, int ni, int o0, int no, const float *x, const float *w, const float *b,
-                     int cout, float *y) {
-    const float *xr[4], *wr[4];
-    for (int r = 0; r < 4; r++) {
-        xr[r] = x + (size_t)(i0 + (r < ni ? r : ni - 1)) * cin;
-        wr[r] = w + (size_t)(o0 + (r < no ? r : no - 1)) * cin;
+/* The forward's scratch is allocated at the first call (the first training step) and when a larger FC comes. */
+static int cpu_fc_forward_op(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *b,
+                             float *y, Error *err) {
+    CpuImpl *ci = impl_of(be);
+    size_t need = (size_t)n * cout;
+    if (need > ci->fc_work_n) {
+        free(ci->fc_work);
+        ci->fc_work = malloc(need * sizeof *ci->fc_work);
+        ci->fc_work_n = ci->fc_work ? need : 0;
+        if (!ci->fc_work)
+            return error_set(err, "cpu backend: out of memory for the fully connected layer's %zu-float scratch",
+                             need);
     }
-    const float *restrict x0 = xr[0], *restrict x1 = xr[1], *restrict x2 = xr[2], *restrict x3 = xr[3];
-    const float *restrict w0 = wr[0], *restrict w1 = wr[1], *restrict w2 = wr[2], *restrict w3 = wr[3];
-    double s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
-    double s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
-#pragma omp simd reduction(+ : s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33)
-    for (int k = 0; k < cin; k++) {
-        double a0 = x0[k], a1 = x1[k], a2 = x2[k], a3 = x3[k], c0 = w0[k], c1 = w1[k], c2 = w2[k], c3 = w3[k];
-        s00 += a0 * c0, s01 += a0 * c1, s02 += a0 * c2, s03 += a0 * c3;
-        s10 += a1 * c0, s11 += a1 * c1, s12 += a1 * c2, s13 += a1 * c3;
-        s20 += a2 * c0, s21 += a2 * c1, s22 += a2 * c2, s23 += a2 * c3;
-        s30 += a3 * c0, s31 += a3 * c1, s32 += a3 * c2, s33 += a3 * c3;
-    }
-    const double s[4][4] = {{s00, s01, s02, s03}, {s10, s11, s12, s13}, {s20, s21, s22, s23}, {s30, s31, s32, s33}};
-    for (int r = 0; r < ni; r++)
-        for (int q = 0; q < no; q++)
-            y[(size_t)(i0 + r) * cout + o0 + q] = (float)((b ? b[o0 + q] : 0.0) + s[r][q]);
+    return cpu_fc_forward(be->threads, n, cin, cout, x, w, b, ci->fc_work, y, err);
 }
 
-static void cpu_fc_forward(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *b,
-                           float *y) {
-    int blocks = (cout + FC_RB - 1) / FC_RB;
-    /* a task is FC_RB rows of w (read from memory once) against every sample (x stays in cache) */
-#pragma omp parallel for schedule(static) num_threads(be->threads)
-    for (int ob = 0; ob < blocks; ob++) {
-        int o0 = ob * FC_RB, no = (int)min64(FC_RB, cout - o0);
-        for (int i0 = 0; i0 < n; i0 += 4) fc_block(cin, i0, (int)min64(4, n - i0), o0, no, x, w, b, cout, y);
-    }
-}
-
-/* out [rows, cols] = sum_j a(r, j) * bm [inner, cols], with a(r, j) = a[r * a_rs + j * a_js]; accumulates in
- * double, in order of j, over tasks of FC_RB rows x FC_KC columns: each value of bm is widened once for the
- * task's FC_RB rows (a block short of FC_RB rows multiplies by 0 for the missing ones). */
-static void matmul_rows(int threads, int rows, int inner, int cols, const float *a, size_t a_rs, size_t a_js,
-                        const float *bm, float *out) {
-    int rblocks = (rows + FC_RB - 1) / FC_RB, kblocks = (cols + FC_KC - 1) / FC_KC;
-#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
-    for (int rbk = 0; rbk < rblocks; rbk++)
-        for (int kb = 0; kb < kblocks; kb++) {
-            int r0 = rbk * FC_RB, rb = (int)min64(FC_RB, rows - r0);
-            int k0 = kb * FC_KC, kn = (int)min64(FC_KC, cols - k0);
-            double acc[FC_RB][FC_KC] = {{0}};
-            for (int j = 0; j < inner; j++) {
-                const float *restrict bj = bm + (size_t)j * cols + k0;
-                double av[FC_RB];
-                for (int r = 0; r < FC_RB; r++) av[r] = r < rb ? a[(size_t)(r0 + r) * a_rs + (size_t)j * a_js] : 0.0;
-                double *restrict c0 = acc[0], *restrict c1 = acc[1], *restrict c2 = acc[2], *restrict c3 = acc[3];
-#pragma omp simd
-                for (int k = 0; k < kn; k++) {
-                    double v = bj[k];
-                    c0[k] += av[0] * v, c1[k] += av[1] * v, c2[k] += av[2] * v, c3[k] += av[3] * v;
-                }
-            }
-            for (int r = 0; r < rb; r++)
-                for (int k = 0; k < kn; k++) out[(size_t)(r0 + r) * cols + k0 + k] = (float)acc[r][k];
-        }
-}
-
-static void cpu_fc_backward(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *dy,
-                            float *dx, float *dw, float *db) {
-    if (dx) matmul_rows(be->threads, n, cout, cin, dy, (size_t)cout, 1, w, dx);   /* dx = dy w */
-    matmul_rows(be->threads, cout, n, cin, dy, 1, (size_t)cout, x, dw);           /* dw = dy^T x */
-    if (!db) return;
-#pragma omp parallel for schedule(static) num_threads(be->threads)
-    for (int o = 0; o < cout; o++) {
-        double s = 0;
-        for (int i = 0; i < n; i++) s += dy[(size_t)i * cout + o];
-        db[o] = (float)s;
-    }
+static int cpu_fc_backward_op(Backend *be, int n, int cin, int cout, const float *x, const float *w,
+                              const float *dy, float *dx, float *dw, float *db, Error *err) {
+    return cpu_fc_backward(be->threads, n, cin, cout, x, w, dy, dx, dw, db, err);
 }
 
 /* ---------------------------------------------------------------- loss */
@@ -616,8 +557,8 @@ static const BackendOps CPU_OPS = {
     .channel_scale_forward = cpu_channel_scale_forward,
     .channel_scale_backward = cpu_channel_scale_backward,
     .sample_scale = cpu_sample_scale,
-    .fc_forward = cpu_fc_forward,
-    .fc_backward = cpu_fc_backward,
+    .fc_forward = cpu_fc_forward_op,
+    .fc_backward = cpu_fc_backward_op,
     .loss_forward_backward = cpu_loss_forward_backward,
     .sgd_step = cpu_sgd_step,
     .scale = cpu_scale,
@@ -661,6 +602,7 @@ void cpu_backend_destroy(Backend *be) {
     if (im) {
         cpu_conv_destroy(im->conv);
         free(im->bn_work);
+        free(im->fc_work);
         free(im);
     }
     free(be);

@@ -1,6 +1,6 @@
 /* cpu_conv.c — convolutions of the CPU backend through oneDNN (Debian's libdnnl 2.6, the v2 C API).
  *
- * The only file of ctrain that includes oneDNN. Activations stay in the caller's buffers, in the caller's
+ * With cpu_fc.c (the FC's sgemm), the only file of ctrain that includes oneDNN. Activations stay in the caller's buffers, in the caller's
  * layout: nChwBc when the plan's block B divides the channel count, else NHWC (backend.h). A plan whose input
  * and output differ in layout (ResNet's stem: 3 channels in, 64 out), or whose blocked primitives would include
  * a kernel that oneDNN's GEMM convolution (offered on NHWC only) beats by far — its reference loops (the weight
@@ -35,6 +35,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 
+#include "backend/cpu/cpu_common.h"
 #include "backend/cpu/cpu_conv.h"
 #include "backend/cpu/winograd.h"
 #include "backend/cpu/winograd_bf16.h"
@@ -135,16 +136,6 @@ static int conv_check(dnnl_status_t st, const char *call, const ConvDesc *d, Err
     do {                                                      \
         if (conv_check(fn args, #fn, d, err) != 0) return -1; \
     } while (0)
-
-/* Sets the OpenMP thread count oneDNN will use; returns the caller's, for threads_leave. */
-static int threads_enter(const CpuConv *cc) {
-    int saved = omp_get_max_threads();
-    if (saved != cc->threads) omp_set_num_threads(cc->threads);
-    return saved;
-}
-static void threads_leave(const CpuConv *cc, int saved) {
-    if (saved != cc->threads) omp_set_num_threads(saved);
-}
 
 /* ---------------------------------------------------------------- context */
 
@@ -569,7 +560,7 @@ int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, bool win
     p->cc = cc;
     p->d = *d;
     p->bf16 = bf16;
-    int saved = threads_enter(cc);
+    int saved = omp_threads_enter(cc->threads);
     int rc;
     if (winograd && wino_tile(d, bf16, block)) {
         p->wino_m = wino_tile(d, bf16, block);
@@ -585,7 +576,7 @@ int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, bool win
             rc = work_reserve(cc, wino16_work_bytes(d, p->wino16 > 2, cc->threads), 0, 0, 0, d, err);
         }
     }
-    threads_leave(cc, saved);
+    omp_threads_leave(cc->threads, saved);
     if (rc != 0) {
         cpu_conv_plan_free(p);
         return rc;
@@ -752,14 +743,14 @@ int cpu_conv_forward(void *plan, const void *x, const float *w, void *y, Error *
         wino16_forward(&p->d, p->wino_bx, p->wino_by, x, w, y, work_scratch(p->cc), p->cc->threads);
         return 0;
     }
-    int saved = threads_enter(p->cc);
+    int saved = omp_threads_enter(p->cc->threads);
     const void *a;
     p->cc->dy16_plan = NULL;
     int rc = input_x(p, x, &a, err);
     void *to = p->y_out.bytes ? work_dy16(p->cc) : y;
     if (rc == 0) rc = pass_run(p, &p->fwd, DNNL_ARG_SRC, a, DNNL_ARG_DST, to, DNNL_ARG_WEIGHTS, w, false, err);
     if (rc == 0 && p->y_out.bytes) rc = cast_run(p, &p->y_out, to, y, err);
-    threads_leave(p->cc, saved);
+    omp_threads_leave(p->cc->threads, saved);
     return rc;
 }
 
@@ -778,7 +769,7 @@ int cpu_conv_backward_data(void *plan, const void *dy, const float *w, void *dx,
         wino16_backward_data(&p->d, p->wino_bx, p->wino_by, dy, w, dx, work_scratch(p->cc), p->cc->threads);
         return 0;
     }
-    int saved = threads_enter(p->cc);
+    int saved = omp_threads_enter(p->cc->threads);
     const void *a;
     int rc = input_dy(p, dy, true, &a, err);
     void *to = p->dx_out.bytes ? work_x16(p->cc) : dx;
@@ -786,7 +777,7 @@ int cpu_conv_backward_data(void *plan, const void *dy, const float *w, void *dx,
         rc = pass_run(p, &p->bwd_data, DNNL_ARG_DIFF_DST, a, DNNL_ARG_DIFF_SRC, to, DNNL_ARG_WEIGHTS, w, false,
                       err);
     if (rc == 0 && p->dx_out.bytes) rc = cast_run(p, &p->dx_out, to, dx, err);
-    threads_leave(p->cc, saved);
+    omp_threads_leave(p->cc->threads, saved);
     return rc;
 }
 
@@ -802,13 +793,13 @@ int cpu_conv_backward_weights(void *plan, const void *x, const void *dy, float *
         wino16_backward_weights(&p->d, p->wino_bx, p->wino_by, x, dy, dw, work_scratch(p->cc), p->cc->threads);
         return 0;
     }
-    int saved = threads_enter(p->cc);
+    int saved = omp_threads_enter(p->cc->threads);
     const void *a, *b;
     int rc = input_dy(p, dy, false, &b, err);
     if (rc == 0) rc = input_x(p, x, &a, err);
     if (rc == 0)
         rc = pass_run(p, &p->bwd_weights, DNNL_ARG_SRC, a, DNNL_ARG_DIFF_DST, b, DNNL_ARG_DIFF_WEIGHTS, dw, true,
                       err);
-    threads_leave(p->cc, saved);
+    omp_threads_leave(p->cc->threads, saved);
     return rc;
 }

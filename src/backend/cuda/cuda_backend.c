@@ -567,18 +567,19 @@ static void gemm(Backend *be, cublasOperation_t ta, cublasOperation_t tb, int m,
             "cublasGemmEx (bf16)");
 }
 
-static void cu_fc_forward(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *b,
-                          float *y) {
+static int cu_fc_forward(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *b,
+                         float *y, Error *err) {
     Cuda *c = cu_of(be);
     gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, cout, n, cin, w, cin, (size_t)cout * cin, x, cin, (size_t)n * cin, y, cout);
     if (b) {
         cuda_add_bias(c->stream, n, cout, b, y);
         ck_launch(c, "add_bias");
     }
+    return take_error(c, err);
 }
 
-static void cu_fc_backward(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *dy,
-                           float *dx, float *dw, float *db) {
+static int cu_fc_backward(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *dy,
+                          float *dx, float *dw, float *db, Error *err) {
     Cuda *c = cu_of(be);
     if (dx)
         gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, cin, n, cout, w, cin, (size_t)cout * cin, dy, cout, (size_t)n * cout, dx,
@@ -588,6 +589,7 @@ static void cu_fc_backward(Backend *be, int n, int cin, int cout, const float *x
         cuda_bias_grad(c->stream, n, cout, dy, db);
         ck_launch(c, "bias_grad");
     }
+    return take_error(c, err);
 }
 
 /* ------------------------------------------------------------------ loss, optimizer, vector helpers */

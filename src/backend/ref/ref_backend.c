@@ -335,18 +335,19 @@ static void ref_sample_scale(Backend *be, int n, int64_t inner, const float *s, 
 
 /* ---------------------------------------------------------------- fully connected */
 
-static void ref_fc_forward(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *b,
-                           float *y) {
+static int ref_fc_forward(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *b,
+                          float *y, Error *err) {
     for (int i = 0; i < n; i++)
         for (int o = 0; o < cout; o++) {
             double s = b ? b[o] : 0.0;
             for (int k = 0; k < cin; k++) s += (double)x[(size_t)i * cin + k] * w[(size_t)o * cin + k];
             y[(size_t)i * cout + o] = (float)s;
         }
+    return 0;
 }
 
-static void ref_fc_backward(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *dy,
-                            float *dx, float *dw, float *db) {
+static int ref_fc_backward(Backend *be, int n, int cin, int cout, const float *x, const float *w, const float *dy,
+                           float *dx, float *dw, float *db, Error *err) {
     if (dx)
         for (int i = 0; i < n; i++)
             for (int k = 0; k < cin; k++) {
@@ -366,6 +367,7 @@ static void ref_fc_backward(Backend *be, int n, int cin, int cout, const float *
             db[o] = (float)s;
         }
     }
+    return 0;
 }
 
 /* ---------------------------------------------------------------- loss */
