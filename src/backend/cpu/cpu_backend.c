@@ -1,5 +1,5 @@
-/* cpu_backend.c — the "cpu" backend: convolutions through oneDNN (cpu_conv.c), every other operation in C
- * with OpenMP.
+/* cpu_backend.c — the "cpu" backend: convolutions through oneDNN (cpu_conv.c), the fully connected layer on
+ * oneDNN's sgemm (cpu_fc.c), every other operation in C with OpenMP.
  *
  * Every parallel region runs on be->threads threads with static schedules, and every reduction is summed
  * in a fixed order (per-block partial sums combined in block order, blocks fixed by be->threads), so a run

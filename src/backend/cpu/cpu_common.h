@@ -13,13 +13,13 @@ static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t block_start(int64_t n, int b, int nb) { return n / nb * b + min64(b, n % nb); }
 
 /* Sets the OpenMP thread count that oneDNN's calls (primitives, dnnl_sgemm) run on to threads; returns the
- * caller's, for omp_threads_leave. */
-static inline int omp_threads_enter(int threads) {
+ * caller's, for cpu_threads_leave. */
+static inline int cpu_threads_enter(int threads) {
     int saved = omp_get_max_threads();
     if (saved != threads) omp_set_num_threads(threads);
     return saved;
 }
-static inline void omp_threads_leave(int threads, int saved) {
+static inline void cpu_threads_leave(int threads, int saved) {
     if (saved != threads) omp_set_num_threads(saved);
 }
 

@@ -1,21 +1,21 @@
 /* cpu_conv.c — convolutions of the CPU backend through oneDNN (Debian's libdnnl 2.6, the v2 C API).
  *
- * With cpu_fc.c (the FC's sgemm), the only file of ctrain that includes oneDNN. Activations stay in the caller's buffers, in the caller's
- * layout: nChwBc when the plan's block B divides the channel count, else NHWC (backend.h). A plan whose input
- * and output differ in layout (ResNet's stem: 3 channels in, 64 out), or whose blocked primitives would include
- * a kernel that oneDNN's GEMM convolution (offered on NHWC only) beats by far — its reference loops (the weight
- * gradient of a 3x3 convolution on a 2x2 image) or a generic direct kernel on a 1x1 convolution (a strided one
- * on an odd size, which the 1x1 kernel refuses) — runs its primitives on NHWC and reorders the blocked side into
- * and out of the workspace. Except the stem when it is the network's first layer (ConvDesc.no_dx): oneDNN's
- * first-layer kernels read an NCHW input and write the blocked output, so that plan reorders only the small
- * input (to NCHW) and has no backward data, for which oneDNN offers only its reference loops there. The
- * weights are the caller's PyTorch OIHW, reordered into the layout each primitive asks for
- * (dnnl_format_tag_any) when the two differ (the bf16 pair layouts of 1x1 weights by weights_pair16
- * here, where oneDNN's reorder ran at 7-14 GB/s), and diff weights are reordered back to OIHW (from AVX-512's
- * ABcd16b16a by weights_unblock16 here, in under half the time of oneDNN's reorder). Everything is made
- * once per shape in cpu_conv_plan: primitives, reorders and memory objects without buffers. A call only points
- * the memory objects at its arguments (dnnl_memory_set_data_handle) and at the workspace the CpuConv shares
- * between its plans (oneDNN's scratchpads in user mode, and the weights in the primitives' layouts).
+ * With cpu_fc.c (the FC's sgemm), the only file of ctrain that includes oneDNN. Activations stay in the caller's
+ * buffers, in the caller's layout: nChwBc when the plan's block B divides the channel count, else NHWC (backend.h).
+ * A plan whose input and output differ in layout (ResNet's stem: 3 channels in, 64 out), or whose blocked
+ * primitives would include a kernel that oneDNN's GEMM convolution (offered on NHWC only) beats by far — its
+ * reference loops (the weight gradient of a 3x3 convolution on a 2x2 image) or a generic direct kernel on a 1x1
+ * convolution (a strided one on an odd size, which the 1x1 kernel refuses) — runs its primitives on NHWC and
+ * reorders the blocked side into and out of the workspace. Except the stem when it is the network's first layer
+ * (ConvDesc.no_dx): oneDNN's first-layer kernels read an NCHW input and write the blocked output, so that plan
+ * reorders only the small input (to NCHW) and has no backward data, for which oneDNN offers only its reference
+ * loops there. The weights are the caller's PyTorch OIHW, reordered into the layout each primitive asks for
+ * (dnnl_format_tag_any) when the two differ (the bf16 pair layouts of 1x1 weights by weights_pair16 here, where
+ * oneDNN's reorder ran at 7-14 GB/s), and diff weights are reordered back to OIHW (from AVX-512's ABcd16b16a by
+ * weights_unblock16 here, in under half the time of oneDNN's reorder). Everything is made once per shape in
+ * cpu_conv_plan: primitives, reorders and memory objects without buffers. A call only points the memory objects at
+ * its arguments (dnnl_memory_set_data_handle) and at the workspace the CpuConv shares between its plans (oneDNN's
+ * scratchpads in user mode, and the weights in the primitives' layouts).
  * In bf16 (a plan made with bf16 = true) the three primitives read bf16 inputs — the caller's own where its
  * ConvDesc.t says they are stored bf16, else copies cast into the workspace by oneDNN reorders (round to nearest
  * even); the weights cast by the weight reorders — and accumulate in fp32: y and dx come out in the caller's
@@ -560,7 +560,7 @@ int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, bool win
     p->cc = cc;
     p->d = *d;
     p->bf16 = bf16;
-    int saved = omp_threads_enter(cc->threads);
+    int saved = cpu_threads_enter(cc->threads);
     int rc;
     if (winograd && wino_tile(d, bf16, block)) {
         p->wino_m = wino_tile(d, bf16, block);
@@ -576,7 +576,7 @@ int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, bool win
             rc = work_reserve(cc, wino16_work_bytes(d, p->wino16 > 2, cc->threads), 0, 0, 0, d, err);
         }
     }
-    omp_threads_leave(cc->threads, saved);
+    cpu_threads_leave(cc->threads, saved);
     if (rc != 0) {
         cpu_conv_plan_free(p);
         return rc;
@@ -743,14 +743,14 @@ int cpu_conv_forward(void *plan, const void *x, const float *w, void *y, Error *
         wino16_forward(&p->d, p->wino_bx, p->wino_by, x, w, y, work_scratch(p->cc), p->cc->threads);
         return 0;
     }
-    int saved = omp_threads_enter(p->cc->threads);
+    int saved = cpu_threads_enter(p->cc->threads);
     const void *a;
     p->cc->dy16_plan = NULL;
     int rc = input_x(p, x, &a, err);
     void *to = p->y_out.bytes ? work_dy16(p->cc) : y;
     if (rc == 0) rc = pass_run(p, &p->fwd, DNNL_ARG_SRC, a, DNNL_ARG_DST, to, DNNL_ARG_WEIGHTS, w, false, err);
     if (rc == 0 && p->y_out.bytes) rc = cast_run(p, &p->y_out, to, y, err);
-    omp_threads_leave(p->cc->threads, saved);
+    cpu_threads_leave(p->cc->threads, saved);
     return rc;
 }
 
@@ -769,7 +769,7 @@ int cpu_conv_backward_data(void *plan, const void *dy, const float *w, void *dx,
         wino16_backward_data(&p->d, p->wino_bx, p->wino_by, dy, w, dx, work_scratch(p->cc), p->cc->threads);
         return 0;
     }
-    int saved = omp_threads_enter(p->cc->threads);
+    int saved = cpu_threads_enter(p->cc->threads);
     const void *a;
     int rc = input_dy(p, dy, true, &a, err);
     void *to = p->dx_out.bytes ? work_x16(p->cc) : dx;
@@ -777,7 +777,7 @@ int cpu_conv_backward_data(void *plan, const void *dy, const float *w, void *dx,
         rc = pass_run(p, &p->bwd_data, DNNL_ARG_DIFF_DST, a, DNNL_ARG_DIFF_SRC, to, DNNL_ARG_WEIGHTS, w, false,
                       err);
     if (rc == 0 && p->dx_out.bytes) rc = cast_run(p, &p->dx_out, to, dx, err);
-    omp_threads_leave(p->cc->threads, saved);
+    cpu_threads_leave(p->cc->threads, saved);
     return rc;
 }
 
@@ -793,13 +793,13 @@ int cpu_conv_backward_weights(void *plan, const void *x, const void *dy, float *
         wino16_backward_weights(&p->d, p->wino_bx, p->wino_by, x, dy, dw, work_scratch(p->cc), p->cc->threads);
         return 0;
     }
-    int saved = omp_threads_enter(p->cc->threads);
+    int saved = cpu_threads_enter(p->cc->threads);
     const void *a, *b;
     int rc = input_dy(p, dy, false, &b, err);
     if (rc == 0) rc = input_x(p, x, &a, err);
     if (rc == 0)
         rc = pass_run(p, &p->bwd_weights, DNNL_ARG_SRC, a, DNNL_ARG_DIFF_DST, b, DNNL_ARG_DIFF_WEIGHTS, dw, true,
                       err);
-    omp_threads_leave(p->cc->threads, saved);
+    cpu_threads_leave(p->cc->threads, saved);
     return rc;
 }

@@ -17,9 +17,9 @@
  * lda, ldb, ldc), on threads threads; what names the product in the error. */
 static int fc_gemm(int threads, char ta, char tb, int m, int n, int k, const float *a, int lda, const float *b,
                    int ldb, float beta, float *c, int ldc, const char *what, Error *err) {
-    int saved = omp_threads_enter(threads);
+    int saved = cpu_threads_enter(threads);
     dnnl_status_t st = dnnl_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-    omp_threads_leave(threads, saved);
+    cpu_threads_leave(threads, saved);
     if (st != dnnl_success)
         return error_set(err, "cpu backend: fully connected %s (%d x %d x %d): dnnl_sgemm failed (%s)", what, m, n,
                          k, dnnl_status2str(st));
