@@ -39,8 +39,8 @@ test: build
 
 # The unit tests with oneDNN held to AVX2 (ONEDNN_MAX_CPU_ISA; the cpu backend's layouts and kernel rules follow
 # the ISA oneDNN reports): nChw8c activations, oneDNN's AVX2 kernels and the rules made for them, the AVX2
-# Winograd tile rule, bf16's fp32 fallback. Batch norm still picks its build by CPUID (test_bn_isa_tables_same
-# compares both). On a CPU without AVX-512 this repeats the first run.
+# Winograd tile rule; the three bf16 kernel tests skip, as on such a CPU. Batch norm still picks its build by
+# CPUID (test_bn_isa_tables_same compares both). On a CPU without AVX-512 this repeats the first run.
 test-avx2: build
 	cd $(BUILD) && ONEDNN_MAX_CPU_ISA=AVX2 ctest --output-on-failure -L unit -j 2
 

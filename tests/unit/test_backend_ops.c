@@ -263,12 +263,14 @@ static void test_conv_matches_ref(void **state) {
 }
 
 /* winograd.c itself against the reference, F(2x2) and F(4x4) on NHWC, on the shapes that cpu_conv.c's rule
- * may give to oneDNN on some machines (1 to 9 pixels per side, partial tiles, 512 channels). */
+ * may give to oneDNN on some machines (1 to 9 pixels per side, partial tiles, 512 channels) and on one with
+ * more than a chunk of tiles per thread (40x40), where backward weights splits the tiles between the threads
+ * instead of dU's positions. */
 static void test_winograd_matches_ref(void **state) {
     Backends *b = *state;
     static const ConvCase cases[] = {{2, 3, 3, 512, 512, 3, 1, 1}, {2, 1, 3, 32, 32, 3, 1, 1},
                                      {2, 2, 2, 256, 256, 3, 1, 1}, {3, 9, 7, 32, 48, 3, 1, 1},
-                                     {2, 6, 5, 64, 32, 3, 1, 1}};
+                                     {2, 6, 5, 64, 32, 3, 1, 1},   {2, 40, 40, 32, 32, 3, 1, 1}};
     Error err = {{0}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         ConvDesc d;
@@ -296,6 +298,29 @@ static void test_winograd_matches_ref(void **state) {
         b->ref->ops->conv_plan_free(b->ref, rplan);
         free(x), free(w), free(dy), free(y0), free(dx0), free(dw0), free(y1), free(dx1), free(dw1);
     }
+}
+
+/* winograd.c's backward weights where it splits dU's positions between the threads (few tiles): every element is
+ * one chain of products over all tiles in order, so 1, 2 and 3 threads give the same bits (1 thread splits the
+ * tiles, trivially). F(2x2) and F(4x4), 7x7x64 at batch 2: 32 and 8 tiles. */
+static void test_winograd_dw_threads(void **state) {
+    (void)state;
+    ConvDesc d;
+    conv_desc_of(&(ConvCase){2, 7, 7, 64, 64, 3, 1, 1}, &d);
+    size_t nx = (size_t)d.n * d.h * d.w * d.cin, nw = (size_t)d.cout * d.cin * 9;
+    float *x = frand(nx, -1, 1, 900), *dy = frand(nx, -1, 1, 901), *dw[3] = {fz(nw), fz(nw), fz(nw)};
+    for (int m = 2; m <= 4; m += 2) {
+        for (int t = 1; t <= 3; t++) {
+            void *work = aligned_alloc(64, (wino_work_bytes(&d, m, t) + 63) / 64 * 64);
+            assert_non_null(work);
+            wino_backward_weights(&d, m, d.cin, d.cout, x, dy, dw[t - 1], work, t);
+            free(work);
+        }
+        for (int t = 2; t <= 3; t++)
+            if (memcmp(dw[0], dw[t - 1], nw * sizeof(float)) != 0)
+                fail_msg("F(%dx%d) backward weights on %d threads differs from 1 thread", m, m, t);
+    }
+    free(x), free(dy), free(dw[0]), free(dw[1]), free(dw[2]);
 }
 
 /* x rounded to the nearest bf16, ties to even (what oneDNN's fp32 -> bf16 reorder does). */
@@ -1891,6 +1916,7 @@ int main(void) {
         cmocka_unit_test(test_memory),
         cmocka_unit_test(test_conv_matches_ref),
         cmocka_unit_test(test_winograd_matches_ref),
+        cmocka_unit_test(test_winograd_dw_threads),
         cmocka_unit_test(test_conv_bf16_matches_ref),
         cmocka_unit_test(test_conv_bf16_storage),
         cmocka_unit_test(test_winograd_bf16_matches_ref),

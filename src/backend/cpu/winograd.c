@@ -7,7 +7,8 @@
  * output tiles; a chunk's V and M fit in the core's L2 cache where the layer allows. Forward: k = cin,
  * n = cout. Backward data: the same on dy with the flipped, transposed weights (k = cout, n = cin). Backward
  * weights: each thread sums V[xi]^T Z[xi] over its chunks into its own dU [P][cin][cout] (Z = A dy A^T per
- * tile); the threads' sums are added and transformed back, dw = G^T dU G. The activation transforms are
+ * tile) and the threads' sums are added — or, where the tiles are few, each thread sums its share of the
+ * positions xi over all tiles into one shared dU — and dU is transformed back, dw = G^T dU G. The activation transforms are
  * written out per tile size (their coefficients are small integers); the weight transforms, a few operations
  * per weight, run from the G matrices below, 8 kernels per vector. */
 #include <immintrin.h>
@@ -77,11 +78,22 @@ static size_t thread_floats(const ConvDesc *d, int m, int threads) {
     return (size_t)positions(m) * per_position;
 }
 
-/* Bytes of workspace the three passes need at most: U (in backward weights thread 0's dU), each thread's chunk
- * buffers, then the dU of threads 1 to threads - 1 (backward weights). */
+/* Whether backward weights splits dU's positions between the threads, each summing its positions over all tiles
+ * (and so transforming every tile), rather than splitting the tiles, each thread summing its share into a dU of
+ * its own: where a thread's share of the tiles is one chunk or less (the deep layers at low resolution, e.g.
+ * 8x8x256 and 7x7x512 at batch 32), zeroing, writing and adding up the threads' dU cost more than transforming
+ * the other threads' tiles (0.87-0.88 of the layer's time there; docs/performance.md). Each element of dU is
+ * then one chain of products over all tiles in order, the same on any number of threads. */
+static bool weights_by_position(const ConvDesc *d, int m, int threads) {
+    return threads > 1 && (tiles_all(d, m) + threads - 1) / threads <= MIN_TILES_WEIGHTS;
+}
+
+/* Bytes of workspace the three passes need at most: U (in backward weights the shared dU, or thread 0's), each
+ * thread's chunk buffers, then in backward weights split by tiles the dU of threads 1 to threads - 1. */
 size_t wino_work_bytes(const ConvDesc *d, int m, int threads) {
-    return sizeof(float) * (size_t)threads *
-           ((size_t)positions(m) * (size_t)d->cin * (size_t)d->cout + thread_floats(d, m, threads));
+    size_t du_copies = weights_by_position(d, m, threads) ? 1 : (size_t)threads;
+    return sizeof(float) * (du_copies * (size_t)positions(m) * (size_t)d->cin * (size_t)d->cout +
+                            (size_t)threads * thread_floats(d, m, threads));
 }
 
 /* ---------------------------------------------------------------- weight transforms */
@@ -543,23 +555,32 @@ void wino_backward_data(const ConvDesc *d, int m, int bx, int by, const float *d
     wino_product(d, m, by, bx, dy, dx, true, work, threads);
 }
 
-/* dw [cout, cin, 3, 3] from x [n, h, w, cin] and dy [n, h, w, cout] */
+/* dw [cout, cin, 3, 3] from x [n, h, w, cin] and dy [n, h, w, cout]. Each thread either sums its share of the
+ * tiles into a dU of its own, and the threads' dU are added, or (weights_by_position) sums its share of dU's
+ * positions over all tiles. Each chunk's first product writes dU, the next ones add to it (no zeroing). */
 void wino_backward_weights(const ConvDesc *d, int m, int bx, int by, const float *x, const float *dy, float *dw,
                            void *work, int threads) {
     int tiles = tiles_all(d, m), chunk = chunk_tiles(d, m, true, threads), P = positions(m);
+    bool by_position = weights_by_position(d, m, threads);
     size_t u_xi = (size_t)d->cin * d->cout, v_xi = (size_t)chunk * d->cin + XI_PAD;
     size_t z_xi = (size_t)chunk * d->cout + XI_PAD;
-    /* dU of thread 0 where U is in the other passes, of the others after every thread's chunk buffers */
+    /* dU of thread 0 (or the shared dU) where U is in the other passes, of the others after every thread's chunk
+     * buffers */
     float *du0 = work, *bufs = du0 + P * u_xi, *du_rest = bufs + (size_t)threads * thread_floats(d, m, threads);
 #pragma omp parallel num_threads(threads)
     {
-        int me = omp_get_thread_num();
-        float *v = bufs + (size_t)me * thread_floats(d, m, threads);
-        float *z = v + P * v_xi, *du = me == 0 ? du0 : du_rest + (size_t)(me - 1) * P * u_xi;
-        memset(du, 0, P * u_xi * sizeof(float));
-        int lo, hi;
-        wino_thread_tiles(tiles, &lo, &hi);
-        for (int t0 = lo; t0 < hi; t0 += chunk) {
+        int me = omp_get_thread_num(), nt = omp_get_num_threads();
+        float *v = bufs + (size_t)me * thread_floats(d, m, threads), *z = v + P * v_xi, *du = du0;
+        int lo = 0, hi = tiles, x0 = 0, x1 = P;
+        if (by_position) {
+            x0 = P * me / nt;
+            x1 = P * (me + 1) / nt;
+        } else {
+            wino_thread_tiles(tiles, &lo, &hi);
+            if (me > 0) du = du_rest + (size_t)(me - 1) * P * u_xi;
+            if (lo >= hi) memset(du, 0, P * u_xi * sizeof(float));
+        }
+        for (int t0 = lo; t0 < hi && x0 < x1; t0 += chunk) {
             int cnt = hi - t0 < chunk ? hi - t0 : chunk;
             for (int t = 0; t < cnt; t++) {
                 int i, h0, w0;
@@ -568,15 +589,17 @@ void wino_backward_weights(const ConvDesc *d, int m, int bx, int by, const float
                 if (m == 4) grad_tile4(d, dy, d->cout, by, i, h0, w0, z + (size_t)t * d->cout, z_xi);
                 else grad_tile2(d, dy, d->cout, by, i, h0, w0, z + (size_t)t * d->cout, z_xi);
             }
-            for (int xi = 0; xi < P; xi++)
+            for (int xi = x0; xi < x1; xi++)
                 for (int nb = 0; nb < d->cout / NR; nb++)
                     for (int r = 0; r < d->cin; r += MR)
                         gemm_rows(d->cin - r < MR ? d->cin - r : MR, cnt, v + xi * v_xi + r, 1, d->cin,
                                   z + xi * z_xi + nb * NR, d->cout, du + xi * u_xi + (size_t)r * d->cout + nb * NR,
-                                  d->cout, true);
+                                  d->cout, t0 > lo);
         }
+        if (!by_position) {
 #pragma omp barrier
-        wino_sum_threads(du0, du_rest, P * u_xi);
+            wino_sum_threads(du0, du_rest, P * u_xi);
+        }
     }
     wino_weights_untransform(d, m, du0, dw, threads);
 }
