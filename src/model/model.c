@@ -3,7 +3,8 @@
  * Forward walks the layers in order. Backward walks them in reverse; each layer writes the gradient of its
  * input(s). A tensor read by two layers (a block's input feeds both the main branch and the shortcut)
  * receives two gradients: the first is written in place, the second goes to a scratch buffer and is added
- * (the `written` flags). Parameter gradients are written directly, or added from a scratch buffer when
+ * (the `written` flags) — for a block output whose next layer backward is the ReLU the block's ADD runs, by that
+ * ADD inside the ReLU's mask (grad_finish_or_defer). Parameter gradients are written directly, or added from a scratch buffer when
  * accumulating over micro-batches.
  *
  * Model surgery layers: BLUR and SIGMOID are plain ops; CHANNEL_SCALE writes the gradients of both inputs;
@@ -971,6 +972,21 @@ static void grad_finish(Model *m, Plan *p, int t) {
     p->written[t] = 1;
 }
 
+/* grad_finish for a layer i whose backward wrote t's second gradient part into the scratch, where the next
+ * layer backward runs (i - 1) is a ReLU with output t that the ADD at i - 2 runs (FUSE_RELU) and nothing else
+ * reads t's gradient: the addition is left to that ADD (p->pending = t), which folds it into the ReLU's mask
+ * (relu_backward_add: one pass over the block output's gradient instead of two). */
+static void grad_finish_or_defer(Model *m, Plan *p, int i, int t) {
+    const Layer *r = i >= 2 ? &m->layers[i - 1] : NULL;
+    if (p->written[t] && m->be->ops->relu_backward_add && r && r->kind == LAYER_RELU && r->out == t &&
+        p->fuse[i - 1] == FUSE_DONE && m->layers[i - 2].kind == LAYER_ADD && p->fuse[i - 2] == FUSE_RELU &&
+        m->layers[i - 2].out == r->in && !p->skip[i - 2] && p->atype[t] == ACT_F32 && p->gtype[t] == ACT_F32) {
+        p->pending = t;
+        return;
+    }
+    grad_finish(m, p, t);
+}
+
 /* Where to write a parameter's gradient: directly, or into wscratch when accumulating. */
 static float *pgrad_target(Model *m, Plan *p, int param, bool accumulate) {
     return accumulate ? p->wscratch : model_param_grad(m, param);
@@ -987,6 +1003,7 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
     if (!p->train) return error_set(err, "model_backward: needs a training plan");
     memset(p->written, 0, (size_t)m->n_tensors);
     p->written[model_output(m)] = 1;
+    p->pending = -1;
     double t0 = p->profile ? now_s() : 0;
     if (p->profile && m->be->ops->sync(m->be, err)) return -1;
     for (int i = m->n_layers - 1; i >= 0; i--) {
@@ -1010,7 +1027,7 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
             if (need_dx) {
                 if (ops->conv_backward_data(be, p->conv[i], dy, w, grad_target(p, l->in), err))
                     return error_prefix(err, "%s backward-data", l->name);
-                grad_finish(m, p, l->in);
+                grad_finish_or_defer(m, p, i, l->in);
             }
             if (ops->conv_backward_weights(be, p->conv[i], x, dy, pgrad_target(m, p, l->weight, accumulate), err))
                 return error_prefix(err, "%s backward-weights", l->name);
@@ -1065,7 +1082,10 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
                 float *to = grad_target(p, ins[k]);
                 if (p->fuse[i] == FUSE_RELU && src == dy) {
                     const Layer *r = &m->layers[i + 1];
-                    if (p->atype[r->out] == ACT_BF16)
+                    if (p->pending == r->out) {
+                        ops->relu_backward_add(be, rows * c, p->act[r->out], p->grad[r->out], p->scratch, to);
+                        p->pending = -1;
+                    } else if (p->atype[r->out] == ACT_BF16)
                         ops->relu_backward_bf16(be, rows * c, p->act[r->out], p->grad[r->out], to);
                     else
                         ops->relu_backward(be, rows * c, p->act[r->out], p->grad[r->out], to);
@@ -1125,6 +1145,7 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
             break;
         }
     }
+    if (p->pending >= 0) return error_set(err, "model_backward: the gradient of tensor %d was left unadded", p->pending);
     if (m->n_layers && profile_layer(m, p, m->layers[0].kind, 1, &t0, err)) return -1;
     return 0;
 }

@@ -187,6 +187,7 @@ typedef struct Plan {
     void *block;             /* the single backend allocation behind all of the above */
     size_t bytes;            /* its size */
     uint8_t *written;        /* [n_tensors] host: gradient written during this backward */
+    int pending;             /* a tensor whose gradient is grad + scratch, not yet added (grad_defer), or -1 */
     double flops_forward;    /* multiply-adds x 2 of conv and fc layers for one forward of the batch */
     size_t pool_bytes;       /* the activations' and gradients' shared memory (lifetime-planned) */
     double *profile;         /* NULL, or [LAYER_KIND_COUNT][2]: seconds spent in forward [k][0] and backward [k][1]

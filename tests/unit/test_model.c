@@ -335,6 +335,7 @@ static void test_bn_add_relu_fusion(void **state) {
     BackendOps plain = *rb->ops;
     plain.bn_relu_forward_train = NULL;
     plain.bn_relu_backward = NULL;
+    plain.relu_backward_add = NULL;
     rb->ops = &plain;
     ResnetOptions o = options("resnet50", 5);
     o.width = 8;

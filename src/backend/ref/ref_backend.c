@@ -189,6 +189,13 @@ static void ref_relu_forward(Backend *be, int64_t n, const float *x, float *y) {
 static void ref_relu_backward(Backend *be, int64_t n, const float *y, const float *dy, float *dx) {
     for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0.0f;
 }
+static void ref_relu_backward_add(Backend *be, int64_t n, const float *y, const float *dy, const float *dy2,
+                                  float *dx) {
+    for (int64_t i = 0; i < n; i++) {
+        float d = dy[i] + dy2[i];
+        dx[i] = y[i] > 0 ? d : 0.0f;
+    }
+}
 static void ref_add(Backend *be, int64_t n, const float *a, const float *b, float *y) {
     for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
@@ -452,6 +459,7 @@ static const BackendOps REF_OPS = {
     .bn_backward = ref_bn_backward,
     .relu_forward = ref_relu_forward,
     .relu_backward = ref_relu_backward,
+    .relu_backward_add = ref_relu_backward_add,
     .add = ref_add,
     .axpy = ref_axpy,
     .maxpool_forward = ref_maxpool_forward,
