@@ -4,8 +4,8 @@
  * input(s). A tensor read by two layers (a block's input feeds both the main branch and the shortcut)
  * receives two gradients: the first is written in place, the second goes to a scratch buffer and is added
  * (the `written` flags) — for a block output whose next layer backward is the ReLU the block's ADD runs, by that
- * ADD inside the ReLU's mask (grad_finish_or_defer). Parameter gradients are written directly, or added from a scratch buffer when
- * accumulating over micro-batches.
+ * ADD inside the ReLU's mask (grad_finish_or_defer). Parameter gradients are written directly, or added from a
+ * scratch buffer when accumulating over micro-batches.
  *
  * Model surgery layers: BLUR and SIGMOID are plain ops; CHANNEL_SCALE writes the gradients of both inputs;
  * DROP multiplies by a per-sample mask drawn on the host before the forward (drop_prepare), and a 'block'
@@ -1145,7 +1145,8 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
             break;
         }
     }
-    if (p->pending >= 0) return error_set(err, "model_backward: the gradient of tensor %d was left unadded", p->pending);
+    if (p->pending >= 0)
+        return error_set(err, "model_backward: the gradient of tensor %d was left unadded", p->pending);
     if (m->n_layers && profile_layer(m, p, m->layers[0].kind, 1, &t0, err)) return -1;
     return 0;
 }

@@ -8,9 +8,9 @@
  * n = cout. Backward data: the same on dy with the flipped, transposed weights (k = cout, n = cin). Backward
  * weights: each thread sums V[xi]^T Z[xi] over its chunks into its own dU [P][cin][cout] (Z = A dy A^T per
  * tile) and the threads' sums are added — or, where the tiles are few, each thread sums its share of the
- * positions xi over all tiles into one shared dU — and dU is transformed back, dw = G^T dU G. The activation transforms are
- * written out per tile size (their coefficients are small integers); the weight transforms, a few operations
- * per weight, run from the G matrices below, 8 kernels per vector. */
+ * positions xi over all tiles into one shared dU — and dU is transformed back, dw = G^T dU G. The activation
+ * transforms are written out per tile size (their coefficients are small integers); the weight transforms, a
+ * few operations per weight, run from the G matrices below, 8 kernels per vector. */
 #include <immintrin.h>
 #include <omp.h>
 #include <string.h>
