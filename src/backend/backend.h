@@ -144,9 +144,11 @@ typedef struct BackendOps {
     void (*relu_backward)(Backend *be, int64_t n, const float *y, const float *dy, float *dx); /* dx = dy*(y>0) */
     /* relu_backward with y stored bf16 (ActType); required with ops->bf16_store, NULL elsewhere */
     void (*relu_backward_bf16)(Backend *be, int64_t n, const void *y, const float *dy, float *dx);
-    /* dx = (dy + dy2) * (y > 0): the ReLU's backward of a gradient that arrives in two parts, in one pass with the
-     * bits of axpy (dy += dy2) then relu_backward; dx may be dy or dy2. Optional (NULL: the model runs those two). */
-    void (*relu_backward_add)(Backend *be, int64_t n, const float *y, const float *dy, const float *dy2, float *dx);
+    /* dx = (dy + dy2) * (y > 0), y stored as yt says: the ReLU's backward of a gradient that arrives in two parts,
+     * in one pass with the bits of axpy (dy += dy2) then relu_backward (or relu_backward_bf16); dx may be dy or
+     * dy2. Optional (NULL: the model runs those two). */
+    void (*relu_backward_add)(Backend *be, int64_t n, ActType yt, const void *y, const float *dy, const float *dy2,
+                              float *dx);
     void (*add)(Backend *be, int64_t n, const float *a, const float *b, float *y);           /* y = a + b */
     /* Optional (NULL: the model calls add, then relu_forward in place): y = max(a + b, 0), bit-identical to them */
     void (*add_relu)(Backend *be, int64_t n, const float *a, const float *b, float *y);

@@ -980,7 +980,7 @@ static void grad_finish_or_defer(Model *m, Plan *p, int i, int t) {
     const Layer *r = i >= 2 ? &m->layers[i - 1] : NULL;
     if (p->written[t] && m->be->ops->relu_backward_add && r && r->kind == LAYER_RELU && r->out == t &&
         p->fuse[i - 1] == FUSE_DONE && m->layers[i - 2].kind == LAYER_ADD && p->fuse[i - 2] == FUSE_RELU &&
-        m->layers[i - 2].out == r->in && !p->skip[i - 2] && p->atype[t] == ACT_F32 && p->gtype[t] == ACT_F32) {
+        m->layers[i - 2].out == r->in && !p->skip[i - 2] && p->gtype[t] == ACT_F32) {
         p->pending = t;
         return;
     }
@@ -1083,7 +1083,8 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
                 if (p->fuse[i] == FUSE_RELU && src == dy) {
                     const Layer *r = &m->layers[i + 1];
                     if (p->pending == r->out) {
-                        ops->relu_backward_add(be, rows * c, p->act[r->out], p->grad[r->out], p->scratch, to);
+                        ops->relu_backward_add(be, rows * c, (ActType)p->atype[r->out], p->act[r->out],
+                                               p->grad[r->out], p->scratch, to);
                         p->pending = -1;
                     } else if (p->atype[r->out] == ACT_BF16)
                         ops->relu_backward_bf16(be, rows * c, p->act[r->out], p->grad[r->out], to);

@@ -1096,21 +1096,26 @@ static void test_elementwise_exact(void **state) {
         b->ref->ops->relu_backward(b->ref, n, y0, dy, dx0);
         b->cpu->ops->relu_backward(b->cpu, n, y0, dy, dx1);
         assert_same_floats("relu backward", dx1, dx0, (size_t)n);
-        /* relu_backward_add: the mask of x (with -0, 0, NaN, inf) on dy + x2, against the ref and against the cpu's
-         * own axpy then relu_backward, and in place on its second part */
+        /* relu_backward_add: the mask of x (with -0, 0, NaN, inf; fp32 and its bf16 rounding) on dy + x2, against
+         * the ref and against the cpu's own axpy then relu_backward(_bf16), and in place on its second part */
         float *sum = malloc((size_t)n * sizeof *sum), *inplace = malloc((size_t)n * sizeof *inplace);
+        uint16_t *x16 = bf16_store(x, (size_t)n);
         assert_non_null(sum), assert_non_null(inplace);
-        b->ref->ops->relu_backward_add(b->ref, n, x, dy, x2, dx0);
-        b->cpu->ops->relu_backward_add(b->cpu, n, x, dy, x2, dx1);
-        assert_same_floats("relu backward add", dx1, dx0, (size_t)n);
         memcpy(sum, dy, (size_t)n * sizeof *sum);
         b->cpu->ops->axpy(b->cpu, n, 1.0f, x2, sum);
-        b->cpu->ops->relu_backward(b->cpu, n, x, sum, dx0);
-        assert_same_floats("relu backward add vs axpy + relu backward", dx1, dx0, (size_t)n);
-        memcpy(inplace, x2, (size_t)n * sizeof *inplace);
-        b->cpu->ops->relu_backward_add(b->cpu, n, x, dy, inplace, inplace);
-        assert_same_floats("relu backward add in place", inplace, dx1, (size_t)n);
-        free(sum), free(inplace);
+        for (int yt = ACT_F32; yt <= ACT_BF16; yt++) {
+            const void *ym = yt == ACT_BF16 ? (const void *)x16 : x;
+            b->ref->ops->relu_backward_add(b->ref, n, (ActType)yt, ym, dy, x2, dx0);
+            b->cpu->ops->relu_backward_add(b->cpu, n, (ActType)yt, ym, dy, x2, dx1);
+            assert_same_floats("relu backward add", dx1, dx0, (size_t)n);
+            if (yt == ACT_BF16) b->cpu->ops->relu_backward_bf16(b->cpu, n, ym, sum, dx0);
+            else b->cpu->ops->relu_backward(b->cpu, n, x, sum, dx0);
+            assert_same_floats("relu backward add vs axpy + relu backward", dx1, dx0, (size_t)n);
+            memcpy(inplace, x2, (size_t)n * sizeof *inplace);
+            b->cpu->ops->relu_backward_add(b->cpu, n, (ActType)yt, ym, dy, inplace, inplace);
+            assert_same_floats("relu backward add in place", inplace, dx1, (size_t)n);
+        }
+        free(sum), free(inplace), free(x16);
         b->ref->ops->add(b->ref, n, x, x2, y0);
         b->cpu->ops->add(b->cpu, n, x, x2, y1);
         assert_same_floats("add", y1, y0, (size_t)n);

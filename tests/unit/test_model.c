@@ -452,6 +452,44 @@ static void tiny_resnet(Model *h, Backend *be, int c, int classes, int *bt) {
             for (int64_t j = 0; j < h->params[i].numel; j++) model_param_data(h, i)[j] = 1.0f;
 }
 
+/* In a bf16 training plan with bf16 storage the block output b of tiny_resnet (stored bf16, its gradient fp32) gets
+ * its two gradient parts added inside the ADD's ReLU mask (relu_backward_add with a bf16 y): two steps give the
+ * same loss and gradients, bit for bit, as the same backend without that op (axpy, then relu_backward_bf16). */
+static void test_bf16_relu_backward_add(void **state) {
+    (void)state;
+    BackendOps o1, o2;
+    Backend *be = bf16_backend(true, &o1), *rb = be ? bf16_backend(true, &o2) : NULL;
+    if (!be) skip();
+    o2.relu_backward_add = NULL;
+    Error err;
+    Model m, r;
+    Plan *p, *q;
+    int bt = -1, classes = 5, n = 8, res = 16;
+    tiny_resnet(&m, be, 32, classes, &bt);
+    tiny_resnet(&r, rb, 32, classes, &bt);
+    assert_int_equal(plan_create(&m, n, res, res, true, &p, &err), 0);
+    assert_int_equal(plan_create(&r, n, res, res, true, &q, &err), 0);
+    assert_int_equal(p->atype[bt], ACT_BF16);
+    assert_int_equal(p->gtype[bt], ACT_F32);
+    size_t nx = (size_t)n * res * res * 3;
+    float *x = malloc(nx * sizeof *x), target[8 * 5] = {0};
+    tu_fill_uniform(x, nx, -1, 1, 25);
+    for (int i = 0; i < n; i++) target[i * classes + (i + 3) % classes] = 1;
+    for (int step = 0; step < 2; step++) {
+        float l0 = train_step(&r, q, x, target, classes), l1 = train_step(&m, p, x, target, classes);
+        assert_true(l1 == l0);
+        assert_true(same_floats("gradients", m.grads, r.grads, (size_t)m.n_weights));
+        for (int64_t i = 0; i < m.n_weights; i++) m.weights[i] = r.weights[i] -= 0.1f * m.grads[i];
+    }
+    plan_destroy(&m, p);
+    plan_destroy(&r, q);
+    model_free(&m);
+    model_free(&r);
+    free(x);
+    backend_destroy(be);
+    backend_destroy(rb);
+}
+
 /* In a bf16 training plan on the cpu backend (bf16_store, AVX512_BF16) a ResNet-50 keeps in bf16 exactly the
  * tensors that pass only between convolutions and fused BNs: every conv output whose only reader is a fused BN
  * (49 of 53: not the shortcut blocks' conv3, whose bn3 runs on its own) and the ReLU outputs of bn1 and bn2 in
@@ -628,6 +666,7 @@ int main(void) {
         cmocka_unit_test(test_add_gradient_sharing),
         cmocka_unit_test(test_bn_add_relu_fusion),
         cmocka_unit_test(test_bf16_storage),
+        cmocka_unit_test(test_bf16_relu_backward_add),
         cmocka_unit_test(test_bf16_winograd_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -187,18 +187,28 @@ static void cpu_relu_backward(Backend *be, int64_t n, const float *y, const floa
     }
 }
 
-static void cpu_relu_backward_add(Backend *be, int64_t n, const float *y, const float *dy, const float *dy2,
-                                  float *dx) {
-    /* the mask applied to the sum's bits: written as y > 0 ? d : 0, GCC (trapping math) kept the add inside a
-     * branch and left the loop scalar, 6x slower */
+/* (dy + dy2) with the bits of the elements where keep is false cleared: written as y > 0 ? d : 0, GCC (trapping
+ * math) kept the add inside a branch and left the loop scalar, 6x slower. */
+static inline float masked_sum(float dy, float dy2, bool keep) {
+    float d = dy + dy2;
+    uint32_t u;
+    memcpy(&u, &d, sizeof u);
+    u &= -(uint32_t)keep;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
+
+static void cpu_relu_backward_add(Backend *be, int64_t n, ActType yt, const void *y, const float *dy,
+                                  const float *dy2, float *dx) {
+    if (yt == ACT_BF16) {
+        const uint16_t *h = y;
 #pragma omp parallel for simd schedule(static) num_threads(be->threads)
-    for (int64_t i = 0; i < n; i++) {
-        float d = dy[i] + dy2[i];
-        uint32_t u;
-        memcpy(&u, &d, sizeof u);
-        u &= -(uint32_t)(y[i] > 0);
-        memcpy(&dx[i], &u, sizeof u);
+        for (int64_t i = 0; i < n; i++) dx[i] = masked_sum(dy[i], dy2[i], bf16_widen(h[i]) > 0);
+        return;
     }
+    const float *f = y;
+#pragma omp parallel for simd schedule(static) num_threads(be->threads)
+    for (int64_t i = 0; i < n; i++) dx[i] = masked_sum(dy[i], dy2[i], f[i] > 0);
 }
 
 static void cpu_add(Backend *be, int64_t n, const float *a, const float *b, float *y) {
