@@ -307,14 +307,13 @@ def compute_fixture(name, cfg, build, **hooks):
     pass the tolerances the C test applies and to make every ReLU and max-pool decision the same way with
     MIN_MARGIN to spare: a fixture that float32 cannot reproduce (an ill-conditioned network), or only by luck
     (a value within rounding of a threshold), is refused rather than written. Returns the stored tensors."""
-    logs = []
-    for dtype in (torch.float64, torch.float32):
+    def run(dtype):
         torch.manual_seed(cfg["seed"])
-        model = build()
-        logs.append([])
-        keep_threshold_inputs(model, logs[-1])
-        logs[-1] = (run_steps(cfg, model, dtype, **hooks), logs[-1])
-    (ref, log64), (f32, log32) = logs
+        model, log = build(), []
+        keep_threshold_inputs(model, log)
+        return run_steps(cfg, model, dtype, **hooks), log
+
+    (ref, log64), (f32, log32) = run(torch.float64), run(torch.float32)
     for k, v in ref.items():
         if v.dtype not in (torch.float32, torch.float64):
             continue

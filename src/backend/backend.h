@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/error.h"
 
@@ -39,6 +40,22 @@
  * to nearest even), in the same layout, so the buffer holds half the bytes. Only a backend with ops->bf16_store
  * takes bf16 storage, and only while be->bf16; everywhere else everything is ACT_F32. */
 typedef enum ActType { ACT_F32 = 0, ACT_BF16 = 1 } ActType;
+
+/* A bf16 value (the upper half of an fp32) as float. */
+static inline float bf16_widen(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* f rounded to the nearest bf16, ties to even (as oneDNN's reorders round); NaN stays NaN. */
+static inline uint16_t bf16_narrow(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
 
 /* The storage of the four activations of a convolution (or of a batch norm: x its input, y its output, dy and dx
  * their gradients, and skip the tensor its fused forward adds). Zero-initialized: all fp32. */

@@ -189,19 +189,11 @@ static void ref_relu_forward(Backend *be, int64_t n, const float *x, float *y) {
 static void ref_relu_backward(Backend *be, int64_t n, const float *y, const float *dy, float *dx) {
     for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0.0f;
 }
-/* y stored bf16 (the upper half of an fp32) as float. */
-static float ref_bf16_widen(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 static void ref_relu_backward_add(Backend *be, int64_t n, ActType yt, const void *y, const float *dy,
                                   const float *dy2, float *dx) {
     for (int64_t i = 0; i < n; i++) {
         float d = dy[i] + dy2[i];
-        float v = yt == ACT_BF16 ? ref_bf16_widen(((const uint16_t *)y)[i]) : ((const float *)y)[i];
+        float v = yt == ACT_BF16 ? bf16_widen(((const uint16_t *)y)[i]) : ((const float *)y)[i];
         dx[i] = v > 0 ? d : 0.0f;
     }
 }
