@@ -127,6 +127,10 @@ typedef struct BackendOps {
     int (*conv_backward_data)(Backend *be, void *plan, const void *dy, const float *w, void *dx, Error *err);
     /* dw [cout,cin,k,k] from x [n,h,w,cin], dy [n,oh,ow,cout] */
     int (*conv_backward_weights)(Backend *be, void *plan, const void *x, const void *dy, float *dw, Error *err);
+    /* Optional (NULL: not reported): the name of the implementation that runs pass (0 forward, 1 backward data,
+     * 2 backward weights) of plan, "" where it has none (backward data of a ConvDesc.no_dx plan); for
+     * ctrain bench --profile --layers. */
+    const char *(*conv_impl)(Backend *be, const void *plan, int pass);
 
     /* ---- batch norm of x [n, hw, c] over its n*hw rows per channel (PyTorch BatchNorm2d semantics) ---- */
     /* Training: normalize with the batch mean and biased variance; save mean and 1/sqrt(var+eps) for

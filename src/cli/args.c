@@ -36,6 +36,7 @@ static const struct {
     {"train_size", FLAG_INT64, offsetof(CliArgs, train_size)},
     {"quiet", FLAG_BOOL, offsetof(CliArgs, quiet)},          {"dump", FLAG_BOOL, offsetof(CliArgs, dump)},
     {"json", FLAG_BOOL, offsetof(CliArgs, json)},          {"profile", FLAG_BOOL, offsetof(CliArgs, profile)},
+    {"layers", FLAG_BOOL, offsetof(CliArgs, layers)},
 };
 
 /* Stores the value word v of flag f into a. */

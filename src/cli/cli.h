@@ -32,7 +32,7 @@ typedef struct CliArgs {
     int max_resolution, jpeg_quality, num_workers;
     double compress_probability;
     int64_t smart_threshold, page_size, seed, train_size;
-    bool quiet, dump, json, help, profile;
+    bool quiet, dump, json, help, profile, layers;
     char **positional;         /* predict inputs */
     int n_positional;
     char **overrides;          /* recipe overrides, as given */

@@ -18,13 +18,13 @@
 
 static const char *const BENCH_FLAGS[] = {"model", "batch", "res", "steps", "warmup", "classes", "channels", "width",
                                           "device", "threads", "json", "loader", "num_workers", "epochs",
-                                          "precision", "profile", "layout", "conv", NULL};
+                                          "precision", "profile", "layers", "layout", "conv", NULL};
 
 static void bench_help(void) {
     printf("usage: ctrain bench [--model resnet50] [--batch 32] [--res 224] [--steps 5] [--warmup 1]\n"
            "                    [--classes 1000] [--channels 3] [--width W] [--device cpu|cuda] [--precision fp32|bf16]\n"
            "                    [--layout blocked|nhwc|both] [--conv winograd|direct|both]\n"
-           "                    [--threads N] [--profile] [--json]\n"
+           "                    [--threads N] [--profile] [--layers] [--json]\n"
            "       ctrain bench --loader FILE.beton|FOLDER/train [--res 176] [--batch 64] [--num_workers N] [--epochs 2]\n"
            "                    [--json]\n\n"
            "Times the training step (forward, soft cross-entropy, backward, SGD with momentum) on random data and\n"
@@ -36,7 +36,9 @@ static void bench_help(void) {
            "stride-1 ones with 32 to 512 channels in fp32, from 64 in bf16); --conv both times the two like --layout\n"
            "both.\n"
            "--profile adds the time per layer kind, forward and backward, and of the loss and the optimizer\n"
-           "(each layer waits for the device, so the step is a little slower than without it).\n"
+           "(each layer waits for the device, so the step is a little slower than without it); --layers (which\n"
+           "implies --profile) also the time of every layer, with its input shape and, on the cpu backend, the\n"
+           "kernel each pass of a convolution runs.\n"
            "With --loader, times the training input pipeline instead: read, decode, RandomResizedCrop to --res,\n"
            "flip, normalize and batch, over an FFCV file or an ImageFolder split (a folder named train or val).\n");
 }
@@ -109,52 +111,85 @@ static int bench_loader(const CliArgs *a, Error *err) {
     return rc;
 }
 
-/* The --profile table: ms per step for each layer kind (forward, backward) that the model has, then the loss
- * and the optimizer, with each row's share of the step; ReLUs fused into a layer before them, and ADDs whose
- * forward the BN before them runs (Plan.fuse), are counted in that layer's time. */
-static void print_profile(const Model *m, const Plan *p, const double *prof, int steps, double step_s) {
+/* The --profile table: ms per step for each layer kind (forward, backward) that the model has, summed from
+ * prof [n_layers][2] (Plan.profile), then the loss and the optimizer (extra [2]), with each row's share of the
+ * step; ReLUs fused into a layer before them, and ADDs whose forward the BN before them runs (Plan.fuse), are
+ * counted in that layer's time. */
+static void print_profile(const Model *m, const Plan *p, const double *prof, const double *extra, int steps,
+                          double step_s) {
     printf("%-14s %7s %11s %12s %8s\n", "layer kind", "layers", "forward ms", "backward ms", "share");
-    double total = 0;
-    for (int k = 0; k < LAYER_KIND_COUNT * 2 + 2; k++) total += prof[k];
+    double total = extra[0] + extra[1];
+    for (int i = 0; i < 2 * m->n_layers; i++) total += prof[i];
     for (int k = 0; k < LAYER_KIND_COUNT; k++) {
         int count = model_count_layers(m, (LayerKind)k);
         if (!count) continue;
-        double f = prof[2 * k] / steps * 1e3, b = prof[2 * k + 1] / steps * 1e3;
+        double f = 0, b = 0;
         int fused = 0, forward = 0;
         for (int i = 0; i < m->n_layers; i++) {
-            fused += m->layers[i].kind == (LayerKind)k && p->fuse[i] == FUSE_DONE;
-            forward += m->layers[i].kind == (LayerKind)k && i > 0 && p->fuse[i - 1] == FUSE_ADD_RELU;
+            if (m->layers[i].kind != (LayerKind)k) continue;
+            f += prof[2 * i], b += prof[2 * i + 1];
+            fused += p->fuse[i] == FUSE_DONE;
+            forward += i > 0 && p->fuse[i - 1] == FUSE_ADD_RELU;
         }
-        printf("%-14s %7d %11.1f %12.1f %7.1f%%", layer_kind_name((LayerKind)k), count, f, b,
-               100.0 * (prof[2 * k] + prof[2 * k + 1]) / total);
+        printf("%-14s %7d %11.1f %12.1f %7.1f%%", layer_kind_name((LayerKind)k), count, f / steps * 1e3,
+               b / steps * 1e3, 100.0 * (f + b) / total);
         if (fused) printf("  (%d run inside a layer before)", fused);
         if (forward) printf("  (%d forward inside the BN before)", forward);
         printf("\n");
     }
-    printf("%-14s %7s %11.1f %12s %7.1f%%\n", "loss", "", prof[2 * LAYER_KIND_COUNT] / steps * 1e3, "",
-           100.0 * prof[2 * LAYER_KIND_COUNT] / total);
-    printf("%-14s %7s %11s %12.1f %7.1f%%\n", "optimizer", "", "", prof[2 * LAYER_KIND_COUNT + 1] / steps * 1e3,
-           100.0 * prof[2 * LAYER_KIND_COUNT + 1] / total);
+    printf("%-14s %7s %11.1f %12s %7.1f%%\n", "loss", "", extra[0] / steps * 1e3, "", 100.0 * extra[0] / total);
+    printf("%-14s %7s %11s %12.1f %7.1f%%\n", "optimizer", "", "", extra[1] / steps * 1e3, 100.0 * extra[1] / total);
     printf("%-14s %7s %11.1f ms measured of %.1f ms per step\n", "total", "", total / steps * 1e3, step_s * 1e3);
 }
 
-/* One training step of m on plan p (forward, soft cross-entropy on tgt, backward, SGD); with prof, the loss and
- * optimizer times are added to its last two slots. */
+/* The --layers table: every layer's ms per step (forward, backward) from prof [n_layers][2] and share of total
+ * seconds, its input and output [c, h, w], a convolution's kernel and stride, and where the backend names them
+ * the implementations of its three passes; a layer that a layer before runs says so. */
+static void print_layers(const Model *m, const Plan *p, const double *prof, double total, int steps) {
+    Backend *be = m->be;
+    printf("\n%4s %-24s %-8s %12s %12s %6s %8s %8s %6s  %s\n", "#", "layer", "kind", "input", "output", "kernel",
+           "fwd ms", "bwd ms", "share", "implementation: all passes, or forward / backward data / backward weights");
+    for (int i = 0; i < m->n_layers; i++) {
+        const Layer *l = &m->layers[i];
+        char in[32], out[32], kernel[16] = "-";
+        snprintf(in, sizeof in, "%dx%dx%d", m->channels[l->in], p->th[l->in], p->tw[l->in]);
+        snprintf(out, sizeof out, "%dx%dx%d", m->channels[l->out], p->th[l->out], p->tw[l->out]);
+        if (l->kind == LAYER_CONV) snprintf(kernel, sizeof kernel, "%dx%d/%d", l->k, l->k, l->stride);
+        double f = prof[2 * i], b = prof[2 * i + 1];
+        printf("%4d %-24s %-8s %12s %12s %6s %8.2f %8.2f %5.1f%%", i, l->name[0] ? l->name : "-",
+               layer_kind_name(l->kind), in, out, kernel, f / steps * 1e3, b / steps * 1e3, 100.0 * (f + b) / total);
+        if (l->kind == LAYER_CONV && be->ops->conv_impl) {
+            const char *impl[3];
+            for (int pass = 0; pass < 3; pass++) {
+                impl[pass] = be->ops->conv_impl(be, p->conv[i], pass);
+                if (!impl[pass][0]) impl[pass] = "-";
+            }
+            if (strcmp(impl[0], impl[1]) == 0 && strcmp(impl[1], impl[2]) == 0) printf("  %s", impl[0]);
+            else printf("  %s / %s / %s", impl[0], impl[1], impl[2]);
+        }
+        if (p->fuse[i] == FUSE_DONE) printf("  (run by the layer before)");
+        else if (i > 0 && p->fuse[i - 1] == FUSE_ADD_RELU) printf("  (forward run by the BN before)");
+        printf("\n");
+    }
+}
+
+/* One training step of m on plan p (forward, soft cross-entropy on tgt, backward, SGD); with extra, the loss and
+ * optimizer times are added to its two slots. */
 static int bench_step(Model *m, Plan *p, Optimizer *opt, int batch, int classes, const float *tgt, float *loss,
-                      double *prof, Error *err) {
+                      double *extra, Error *err) {
     Backend *be = m->be;
     int out = model_output(m);
     if (model_forward(m, p, true, err)) return -1;
     double tl = report_now();
     be->ops->loss_forward_backward(be, LOSS_SOFT_CROSS_ENTROPY, batch, classes, p->act[out], tgt, 1.0f / batch, loss,
                                    p->grad[out]);
-    if (prof && be->ops->sync(be, err)) return -1;
-    if (prof) prof[LAYER_KIND_COUNT * 2] += report_now() - tl;
+    if (extra && be->ops->sync(be, err)) return -1;
+    if (extra) extra[0] += report_now() - tl;
     if (model_backward(m, p, false, err)) return -1;
     double to = report_now();
     optim_step(opt, be, m->weights, m->grads, 0.01);
-    if (prof && be->ops->sync(be, err)) return -1;
-    if (prof) prof[LAYER_KIND_COUNT * 2 + 1] += report_now() - to;
+    if (extra && be->ops->sync(be, err)) return -1;
+    if (extra) extra[1] += report_now() - to;
     return 0;
 }
 
@@ -223,10 +258,12 @@ int cmd_bench(int argc, char **argv) {
     memset(&m, 0, sizeof m);
     Plan *p = NULL;
     float *x = NULL, *tgt_h = NULL, *tgt = NULL, *loss = NULL;
+    double *prof = NULL; /* --profile: Plan.profile, [n_layers][2] */
     Optimizer opt;
     memset(&opt, 0, sizeof opt);
     int rc = 1;
     if (cli_parse(argc, argv, BENCH_FLAGS, &a, &err)) goto fail;
+    a.profile = a.profile || a.layers;
     if (a.help) {
         bench_help();
         rc = 0;
@@ -313,18 +350,29 @@ int cmd_bench(int argc, char **argv) {
         rc = 0;
         goto done;
     }
-    double t0 = 0, prof[LAYER_KIND_COUNT * 2 + 2] = {0}; /* + loss, optimizer */
+    double t0 = 0, extra[2] = {0}; /* loss, optimizer */
+    if (a.profile && !(prof = calloc(2 * (size_t)m.n_layers, sizeof *prof))) {
+        error_set(&err, "out of memory");
+        goto fail;
+    }
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
             if (be->ops->sync(be, &err)) goto fail;
             t0 = report_now();
-            if (a.profile) p->profile = prof;
+            p->profile = prof;
         }
-        if (bench_step(&m, p, &opt, batch, classes, tgt, loss, p->profile, &err)) goto fail;
+        if (bench_step(&m, p, &opt, batch, classes, tgt, loss, p->profile ? extra : NULL, &err)) goto fail;
     }
     if (be->ops->sync(be, &err)) goto fail;
     double dt = (report_now() - t0) / steps, ips = batch / dt, gflops = 3.0 * p->flops_forward / dt / 1e9;
-    if (a.profile) print_profile(&m, p, prof, steps, dt);
+    if (prof) {
+        print_profile(&m, p, prof, extra, steps, dt);
+        if (a.layers) {
+            double total = extra[0] + extra[1];
+            for (int i = 0; i < 2 * m.n_layers; i++) total += prof[i];
+            print_layers(&m, p, prof, total, steps);
+        }
+    }
     double peak_gib = be->ops->peak_bytes ? (double)be->ops->peak_bytes(be) / (1 << 30) : 0;
     const char *prec = be->bf16 ? "bf16" : "fp32";
     if (a.json)
@@ -353,6 +401,7 @@ done:
     }
     free(x);
     free(tgt_h);
+    free(prof);
     backend_destroy(be);
     cli_args_free(&a);
     return rc;

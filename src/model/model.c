@@ -296,12 +296,12 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* With p->profile: waits for the layer's work and adds its time since *t0 to its kind's slot (dir 0/1). */
-static int profile_layer(Model *m, Plan *p, LayerKind kind, int dir, double *t0, Error *err) {
+/* With p->profile: waits for layer i's work and adds its time since *t0 to its slot (dir 0 forward, 1 backward). */
+static int profile_layer(Model *m, Plan *p, int i, int dir, double *t0, Error *err) {
     if (!p->profile) return 0;
     if (m->be->ops->sync(m->be, err)) return -1;
     double t = now_s();
-    p->profile[kind * 2 + dir] += t - *t0;
+    p->profile[i * 2 + dir] += t - *t0;
     *t0 = t;
     return 0;
 }
@@ -874,7 +874,7 @@ int model_forward(Model *m, Plan *p, bool train, Error *err) {
     if (p->profile && m->be->ops->sync(m->be, err)) return -1;
     for (int i = 0; i < m->n_layers; i++) {
         const Layer *l = &m->layers[i];
-        if (i > 0 && profile_layer(m, p, m->layers[i - 1].kind, 0, &t0, err)) return -1;
+        if (i > 0 && profile_layer(m, p, i - 1, 0, &t0, err)) return -1;
         const float *x = p->act[l->in];
         float *y = p->act[l->out];
         int64_t rows = (int64_t)p->n * p->th[l->in] * p->tw[l->in];
@@ -956,7 +956,7 @@ int model_forward(Model *m, Plan *p, bool train, Error *err) {
             break;
         }
     }
-    if (m->n_layers && profile_layer(m, p, m->layers[m->n_layers - 1].kind, 0, &t0, err)) return -1;
+    if (m->n_layers && profile_layer(m, p, m->n_layers - 1, 0, &t0, err)) return -1;
     return 0;
 }
 
@@ -1008,7 +1008,7 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
     if (p->profile && m->be->ops->sync(m->be, err)) return -1;
     for (int i = m->n_layers - 1; i >= 0; i--) {
         const Layer *l = &m->layers[i];
-        if (i < m->n_layers - 1 && profile_layer(m, p, m->layers[i + 1].kind, 1, &t0, err)) return -1;
+        if (i < m->n_layers - 1 && profile_layer(m, p, i + 1, 1, &t0, err)) return -1;
         const float *dy = p->grad[l->out];
         const float *x = p->act[l->in];
         int64_t rows = (int64_t)p->n * p->th[l->in] * p->tw[l->in];
@@ -1148,6 +1148,6 @@ int model_backward(Model *m, Plan *p, bool accumulate, Error *err) {
     }
     if (p->pending >= 0)
         return error_set(err, "model_backward: the gradient of tensor %d was left unadded", p->pending);
-    if (m->n_layers && profile_layer(m, p, m->layers[0].kind, 1, &t0, err)) return -1;
+    if (m->n_layers && profile_layer(m, p, 0, 1, &t0, err)) return -1;
     return 0;
 }

@@ -190,8 +190,9 @@ typedef struct Plan {
     int pending;             /* a tensor whose gradient is grad + scratch, not yet added (grad_defer), or -1 */
     double flops_forward;    /* multiply-adds x 2 of conv and fc layers for one forward of the batch */
     size_t pool_bytes;       /* the activations' and gradients' shared memory (lifetime-planned) */
-    double *profile;         /* NULL, or [LAYER_KIND_COUNT][2]: seconds spent in forward [k][0] and backward [k][1]
-                              * of each layer kind, added to by every call (the backend is synced per layer) */
+    double *profile;         /* NULL, or [n_layers][2]: seconds spent in forward [i][0] and backward [i][1] of each
+                              * layer, added to by every call (the backend is synced per layer; a fused layer's
+                              * time is its running layer's) */
 } Plan;
 
 /* plan_create's status when the backend could not allocate the plan's memory (any other failure is -1). */

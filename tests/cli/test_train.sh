@@ -45,14 +45,29 @@ for k in images_per_s gflops model batch res threads device; do
 done
 expect_fail "unknown model" "$CTRAIN" bench --model resnet7
 
+# bench --layers: a row per layer (input, output, kernel, the cpu kernel of each conv pass) whose times add up to
+# the kind table's rows and, with the loss and the optimizer, to its measured total; fused layers take no time
+out=$("$CTRAIN" bench --model resnet18 --batch 4 --res 32 --steps 2 --layers 2>&1) || fail "bench --layers failed: $out"
+echo "$out" | grep -Eq '^ +53 layer4\.0\.conv2 +conv +512x1x1 +512x1x1 +3x3/1 .*% +[a-z0-9_:]+' ||
+  fail "bench --layers: no layer4.0.conv2 row with its shapes and kernel: $out"
+check=$(echo "$out" | awk '
+  $1 == "conv" && NF >= 5 { kf = $3; kb = $4 }
+  $1 == "loss" { loss = $2 } $1 == "optimizer" { opt = $2 } $1 == "total" { total = $2 }
+  $1 ~ /^[0-9]+$/ && NF >= 9 { rows++; sum += $7 + $8; if ($3 == "conv") { cf += $7; cb += $8 }
+                              if (/run by the layer before/ && $7 + $8 > 0) bad = bad " " $1 }
+  END { d = sum + loss + opt - total; if (d < 0) d = -d; e = cf - kf; if (e < 0) e = -e; g = cb - kb; if (g < 0) g = -g
+        if (rows != 68) print "rows " rows; if (d > 0.1 + 0.005 * rows) print "sum " sum " total " total
+        if (e > 0.1 || g > 0.1) print "conv " cf "/" cb " kind " kf "/" kb; if (bad != "") print "fused rows with time:" bad }')
+[ -z "$check" ] || fail "bench --layers does not add up ($check): $out"
+
 # grad_accum: auto. Under a 1 GB data limit (ulimit -d) a batch of 4096 (a 1.2 GB plan) does not fit whole:
 # an explicit grad_accum 1 stops with a clear error, auto splits the batch into N > 1 micro-batches and trains
 # exactly as an explicit grad_accum N does (same losses).
 small_recipe "$T/ga.yaml"
 ga="--train_batch_size 4096 --max_duration 1ba --eval_interval 0"
 # shellcheck disable=SC2086
-(ulimit -d 1000000; expect_fail "grad_accum (auto finds one)" "$CTRAIN" train -f "$T/ga.yaml" $ga --grad_accum 1 \
-  --run_dir "$T/ga1"; exit "$FAILS") || fail "grad_accum 1 under the memory limit"
+(before=$FAILS; ulimit -d 1000000; expect_fail "grad_accum (auto finds one)" "$CTRAIN" train -f "$T/ga.yaml" $ga \
+  --grad_accum 1 --run_dir "$T/ga1"; [ "$FAILS" -eq "$before" ]) || fail "grad_accum 1 under the memory limit"
 # shellcheck disable=SC2086
 out=$(ulimit -d 1000000; "$CTRAIN" train -f "$T/ga.yaml" $ga --grad_accum auto --run_dir "$T/gaa" 2>&1) ||
   fail "grad_accum auto under the memory limit failed: $out"

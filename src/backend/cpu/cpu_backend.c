@@ -107,6 +107,9 @@ static int cpu_conv_backward_weights_op(Backend *be, void *plan, const void *x, 
                                         Error *err) {
     return cpu_conv_backward_weights(plan, x, dy, dw, err);
 }
+static const char *cpu_conv_impl_op(Backend *be, const void *plan, int pass) {
+    return cpu_conv_impl(plan, pass);
+}
 
 /* A pool descriptor for the NHWC kernels that covers d's tensors in be's layout: nChwBc [n, c/B, h, w, B] is
  * the NHWC tensor [n * c/B, h, w, B], and pooling, blur and per-channel scaling treat channels apart. */
@@ -559,6 +562,7 @@ static const BackendOps CPU_OPS = {
     .conv_forward = cpu_conv_forward_op,
     .conv_backward_data = cpu_conv_backward_data_op,
     .conv_backward_weights = cpu_conv_backward_weights_op,
+    .conv_impl = cpu_conv_impl_op,
     .bn_forward_train = cpu_bn_forward_train,
     .bn_forward_eval = cpu_bn_forward_eval,
     .bn_backward = cpu_bn_backward,
