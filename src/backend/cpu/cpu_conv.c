@@ -22,8 +22,8 @@
  * storage (fp32, or bf16 written by the primitive itself), dw in fp32. Backward data and backward weights read
  * the same bf16 copy of dy: the first casts it, the second reuses it. An fp32 plan refuses bf16 storage.
  * Winograd: an fp32 plan for a 3x3 stride-1 shape that wino_tile picks runs all three passes in winograd.c
- * (no oneDNN objects); a bf16 plan runs the passes that wino16_passes picks in winograd_bf16.c (forward and
- * backward data, or all three) and the others on oneDNN.
+ * (no oneDNN objects); a bf16 plan runs the passes that wino16_passes picks in winograd_bf16.c and the others on
+ * oneDNN.
  * oneDNN runs on OpenMP here; each entry point sets the OpenMP thread count to the backend's for its
  * duration and restores the caller's afterwards. */
 #include <omp.h>
@@ -101,7 +101,7 @@ typedef struct CpuConvPlan {
     PrimLayout on;              /* the layouts its primitives run on */
     int wino_m;                 /* > 0: the plan runs winograd.c with m x m output tiles (see wino_tile), x and dx */
     int wino_bx, wino_by;       /* in blocks of wino_bx channels, y and dy of wino_by; no oneDNN objects then */
-    int wino16;                 /* passes 0 to wino16 - 1 by winograd_bf16.c (see wino16_passes), same blocks */
+    unsigned wino16;            /* bit 1 << pass set: that pass by winograd_bf16.c (see wino16_passes), same blocks */
     ConvPass fwd, bwd_data, bwd_weights;
     ActCast x16, dy16;          /* inputs x and dy as the primitives read them (x16 and dy16 regions) */
     ActCast y_out, dx_out;      /* outputs of a plan on NHWC, written first to the dy16 and x16 regions */
@@ -440,7 +440,7 @@ const char *cpu_conv_layouts(const void *plan) {
 const char *cpu_conv_impl(const void *plan, int pass) {
     const CpuConvPlan *p = plan;
     if (p->wino_m) return p->wino_m == 4 ? "winograd_f4x4_3x3:avx2" : "winograd_f2x2_3x3:avx2";
-    if (pass < p->wino16) return "winograd_f2x2_3x3_bf16:avx512";
+    if (p->wino16 & (1u << pass)) return "winograd_f2x2_3x3_bf16:avx512";
     const ConvPass *ps = pass == 0 ? &p->fwd : pass == 1 ? &p->bwd_data : &p->bwd_weights;
     const_dnnl_primitive_desc_t pd = NULL;
     const char *impl = "";
@@ -537,18 +537,19 @@ static int wino_tile(const ConvDesc *d, bool bf16, int block) {
     return ok ? m : 0;
 }
 
-/* How many passes of a bf16 plan for d, from forward on, run in winograd_bf16.c: none, 2 (forward and backward
- * data) or 3 (all). It needs a CPU with AVX512_BF16 and a shape it computes; it takes 64 or more channels in and
- * out with at least 4x4 output tiles per image, backward weights only up to 256 channels. Measured on Zen 4
- * against oneDNN 2.6.3's bf16 kernels (docs/performance.md, "bf16 Winograd"): forward and backward data
- * 0.54-0.67 of their time from 14x14 pixels with 128 to 256 channels and from 56x56 with 64, 0.74-0.90 at 7x7
- * with 512, level at 7x7 with 64 and at 14x14 with 32, 1.25 on 4x4 images (2x2 tiles); backward weights
- * 0.61-0.78 up to 256 channels, 1.38 at 7x7 with 512 (each thread's fp32 sums then outgrow the caches). */
-static int wino16_passes(const ConvDesc *d, int block) {
+/* The passes of a bf16 plan for d that run in winograd_bf16.c, as bits 1 << pass (0 forward, 1 backward data,
+ * 2 backward weights). It needs a CPU with AVX512_BF16, a shape it computes and at least 4x4 output tiles per
+ * image; forward and backward data from 64 channels in and out, backward weights from 32 up to 256. Measured on
+ * Zen 4 against oneDNN 2.6.3's bf16 kernels (docs/performance.md, "bf16 Winograd" and "A per-layer profile"): forward and backward data 0.54-0.67 of their time from 14x14 pixels with 128 to 256
+ * channels and from 56x56 with 64, 0.74-0.90 at 7x7 with 512, level at 7x7 with 64 and at 14x14 with 32, 1.25
+ * on 4x4 images (2x2 tiles); backward weights 0.61-0.78 from 64 up to 256 channels, 0.70 at 14x14 with 32 (0.86
+ * in ResNet-20's step), 1.38 at 7x7 with 512 (each thread's fp32 sums then outgrow the caches). */
+static unsigned wino16_passes(const ConvDesc *d, int block) {
     if (!cpu_conv_bf16_native() || !wino16_supported(d, block_of(d->cin, block), block_of(d->cout, block)) ||
-        d->cin < 64 || d->cout < 64 || ((d->oh + 1) / 2) * ((d->ow + 1) / 2) < 16)
+        ((d->oh + 1) / 2) * ((d->ow + 1) / 2) < 16)
         return 0;
-    return d->cin <= 256 && d->cout <= 256 ? 3 : 2;
+    int narrow = d->cin < d->cout ? d->cin : d->cout, wide = d->cin > d->cout ? d->cin : d->cout;
+    return (narrow >= 64 ? 3u : 0u) | (wide <= 256 ? 4u : 0u);
 }
 
 /* Builds a plan on the backend's threads; on failure nothing is left allocated. */
@@ -573,7 +574,7 @@ int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, bool win
         if (p->wino16) {
             p->wino_bx = block_of(d->cin, block);
             p->wino_by = block_of(d->cout, block);
-            rc = work_reserve(cc, wino16_work_bytes(d, p->wino16 > 2, cc->threads), 0, 0, 0, d, err);
+            rc = work_reserve(cc, wino16_work_bytes(d, (p->wino16 & 4u) != 0, cc->threads), 0, 0, 0, d, err);
         }
     }
     cpu_threads_leave(cc->threads, saved);
@@ -739,7 +740,7 @@ int cpu_conv_forward(void *plan, const void *x, const float *w, void *y, Error *
         wino_forward(&p->d, p->wino_m, p->wino_bx, p->wino_by, x, w, y, work_scratch(p->cc), p->cc->threads);
         return 0;
     }
-    if (p->wino16 > 0) {
+    if (p->wino16 & 1u) {
         wino16_forward(&p->d, p->wino_bx, p->wino_by, x, w, y, work_scratch(p->cc), p->cc->threads);
         return 0;
     }
@@ -765,7 +766,7 @@ int cpu_conv_backward_data(void *plan, const void *dy, const float *w, void *dx,
                            p->cc->threads);
         return 0;
     }
-    if (p->wino16 > 1) {
+    if (p->wino16 & 2u) {
         wino16_backward_data(&p->d, p->wino_bx, p->wino_by, dy, w, dx, work_scratch(p->cc), p->cc->threads);
         return 0;
     }
@@ -789,7 +790,7 @@ int cpu_conv_backward_weights(void *plan, const void *x, const void *dy, float *
                               p->cc->threads);
         return 0;
     }
-    if (p->wino16 > 2) {
+    if (p->wino16 & 4u) {
         wino16_backward_weights(&p->d, p->wino_bx, p->wino_by, x, dy, dw, work_scratch(p->cc), p->cc->threads);
         return 0;
     }
