@@ -114,8 +114,8 @@ static int bench_loader(const CliArgs *a, Error *err) {
 /* The --profile table: ms per step for each layer kind (forward, backward) that the model has, summed from
  * prof [n_layers][2] (Plan.profile), then the loss and the optimizer (extra [2]), with each row's share of the
  * step; ReLUs fused into a layer before them, and ADDs whose forward the BN before them runs (Plan.fuse), are
- * counted in that layer's time. */
-static void print_profile(const Model *m, const Plan *p, const double *prof, const double *extra, int steps,
+ * counted in that layer's time. Returns the seconds measured in all. */
+static double print_profile(const Model *m, const Plan *p, const double *prof, const double *extra, int steps,
                           double step_s) {
     printf("%-14s %7s %11s %12s %8s\n", "layer kind", "layers", "forward ms", "backward ms", "share");
     double total = extra[0] + extra[1];
@@ -140,6 +140,7 @@ static void print_profile(const Model *m, const Plan *p, const double *prof, con
     printf("%-14s %7s %11.1f %12s %7.1f%%\n", "loss", "", extra[0] / steps * 1e3, "", 100.0 * extra[0] / total);
     printf("%-14s %7s %11s %12.1f %7.1f%%\n", "optimizer", "", "", extra[1] / steps * 1e3, 100.0 * extra[1] / total);
     printf("%-14s %7s %11.1f ms measured of %.1f ms per step\n", "total", "", total / steps * 1e3, step_s * 1e3);
+    return total;
 }
 
 /* The --layers table: every layer's ms per step (forward, backward) from prof [n_layers][2] and share of total
@@ -366,12 +367,8 @@ int cmd_bench(int argc, char **argv) {
     if (be->ops->sync(be, &err)) goto fail;
     double dt = (report_now() - t0) / steps, ips = batch / dt, gflops = 3.0 * p->flops_forward / dt / 1e9;
     if (prof) {
-        print_profile(&m, p, prof, extra, steps, dt);
-        if (a.layers) {
-            double total = extra[0] + extra[1];
-            for (int i = 0; i < 2 * m.n_layers; i++) total += prof[i];
-            print_layers(&m, p, prof, total, steps);
-        }
+        double total = print_profile(&m, p, prof, extra, steps, dt);
+        if (a.layers) print_layers(&m, p, prof, total, steps);
     }
     double peak_gib = be->ops->peak_bytes ? (double)be->ops->peak_bytes(be) / (1 << 30) : 0;
     const char *prec = be->bf16 ? "bf16" : "fp32";

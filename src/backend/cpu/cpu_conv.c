@@ -540,10 +540,11 @@ static int wino_tile(const ConvDesc *d, bool bf16, int block) {
 /* The passes of a bf16 plan for d that run in winograd_bf16.c, as bits 1 << pass (0 forward, 1 backward data,
  * 2 backward weights). It needs a CPU with AVX512_BF16, a shape it computes and at least 4x4 output tiles per
  * image; forward and backward data from 64 channels in and out, backward weights from 32 up to 256. Measured on
- * Zen 4 against oneDNN 2.6.3's bf16 kernels (docs/performance.md, "bf16 Winograd" and "A per-layer profile"): forward and backward data 0.54-0.67 of their time from 14x14 pixels with 128 to 256
- * channels and from 56x56 with 64, 0.74-0.90 at 7x7 with 512, level at 7x7 with 64 and at 14x14 with 32, 1.25
- * on 4x4 images (2x2 tiles); backward weights 0.61-0.78 from 64 up to 256 channels, 0.70 at 14x14 with 32 (0.86
- * in ResNet-20's step), 1.38 at 7x7 with 512 (each thread's fp32 sums then outgrow the caches). */
+ * Zen 4 against oneDNN 2.6.3's bf16 kernels (docs/performance.md, "bf16 Winograd" and "A per-layer profile"):
+ * forward and backward data 0.54-0.67 of their time from 14x14 pixels with 128 to 256 channels and from 56x56
+ * with 64, 0.74-0.90 at 7x7 with 512, level at 7x7 with 64 and at 14x14 with 32, 1.25 on 4x4 images (2x2
+ * tiles); backward weights 0.61-0.78 from 64 up to 256 channels, 0.70 at 14x14 with 32 (0.86 in ResNet-20's
+ * step), 1.38 at 7x7 with 512 (each thread's fp32 sums then outgrow the caches). */
 static unsigned wino16_passes(const ConvDesc *d, int block) {
     if (!cpu_conv_bf16_native() || !wino16_supported(d, block_of(d->cin, block), block_of(d->cout, block)) ||
         ((d->oh + 1) / 2) * ((d->ow + 1) / 2) < 16)
