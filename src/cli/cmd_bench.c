@@ -111,6 +111,14 @@ static int bench_loader(const CliArgs *a, Error *err) {
     return rc;
 }
 
+/* Whether a layer before runs layer i of plan p: RUN_WHOLE (a fused ReLU, Plan.fuse FUSE_DONE), RUN_FORWARD (an
+ * ADD whose forward the BN before it runs, FUSE_ADD_RELU), or RUN_ITSELF. */
+typedef enum { RUN_ITSELF, RUN_WHOLE, RUN_FORWARD } RunBy;
+static RunBy run_by(const Plan *p, int i) {
+    if (p->fuse[i] == FUSE_DONE) return RUN_WHOLE;
+    return i > 0 && p->fuse[i - 1] == FUSE_ADD_RELU ? RUN_FORWARD : RUN_ITSELF;
+}
+
 /* The --profile table: ms per step for each layer kind (forward, backward) that the model has, summed from
  * prof [n_layers][2] (Plan.profile), then the loss and the optimizer (extra [2]), with each row's share of the
  * step; ReLUs fused into a layer before them, and ADDs whose forward the BN before them runs (Plan.fuse), are
@@ -128,8 +136,8 @@ static double print_profile(const Model *m, const Plan *p, const double *prof, c
         for (int i = 0; i < m->n_layers; i++) {
             if (m->layers[i].kind != (LayerKind)k) continue;
             f += prof[2 * i], b += prof[2 * i + 1];
-            fused += p->fuse[i] == FUSE_DONE;
-            forward += i > 0 && p->fuse[i - 1] == FUSE_ADD_RELU;
+            fused += run_by(p, i) == RUN_WHOLE;
+            forward += run_by(p, i) == RUN_FORWARD;
         }
         printf("%-14s %7d %11.1f %12.1f %7.1f%%", layer_kind_name((LayerKind)k), count, f / steps * 1e3,
                b / steps * 1e3, 100.0 * (f + b) / total);
@@ -168,8 +176,8 @@ static void print_layers(const Model *m, const Plan *p, const double *prof, doub
             if (strcmp(impl[0], impl[1]) == 0 && strcmp(impl[1], impl[2]) == 0) printf("  %s", impl[0]);
             else printf("  %s / %s / %s", impl[0], impl[1], impl[2]);
         }
-        if (p->fuse[i] == FUSE_DONE) printf("  (run by the layer before)");
-        else if (i > 0 && p->fuse[i - 1] == FUSE_ADD_RELU) printf("  (forward run by the BN before)");
+        if (run_by(p, i) == RUN_WHOLE) printf("  (run by the layer before)");
+        else if (run_by(p, i) == RUN_FORWARD) printf("  (forward run by the BN before)");
         printf("\n");
     }
 }
