@@ -519,20 +519,31 @@ bool cpu_conv_bf16_native(void) {
 /* The block of an activation with c channels: block when it divides c, else c (NHWC). */
 static int block_of(int c, int block) { return block > 0 && c % block == 0 ? block : c; }
 
-/* The output tile side m when a plan for d runs winograd.c, else 0: fp32, a shape it computes, 32 to 512
- * channels in and out. Measured per machine (docs/performance.md, "Winograd convolutions"), against oneDNN
- * 2.6.3's kernels for that machine:
+/* The most channels of an fp32 Winograd plan (see cpu_conv.h). On AVX-512 the rule was measured on two CPUs
+ * (docs/performance.md, "Winograd convolutions" and "An Intel Xeon"): on AMD's Zen 4, whose AVX-512 runs on
+ * 256-bit units, F(4x4) beat oneDNN 2.6.3's kernels up to 512 channels; on an Intel Xeon with two 512-bit FMA
+ * units oneDNN's direct kernels run near the GEMM rate, and F(4x4) won up to 128 channels (the three passes in
+ * 0.72-0.90 of oneDNN's time), was level or behind at 256 (1.01-1.08) and lost at 512 (1.11 at 14x14, 1.47 at
+ * 7x7, 1.98 at 6x6). Other x86 CPUs take Zen 4's rule; on AVX2 the rule is 512. */
+int cpu_conv_wino_widest(void) {
+    return cpu_conv_vector_block() == 16 && __builtin_cpu_is("intel") ? 128 : 512;
+}
+
+/* The output tile side m when a plan for d runs winograd.c, else 0: fp32, a shape it computes, 32 to
+ * cpu_conv_wino_widest() channels in and out. Measured per machine (docs/performance.md, "Winograd
+ * convolutions"), against oneDNN 2.6.3's kernels for that machine:
  * - AVX2 (2026-12-03): with 32 to 512 channels the three passes ran faster than oneDNN's AVX2 direct kernels;
  *   with 16 they were level (the transforms outweigh the short GEMMs). F(4x4) beat F(2x2) up to 256 channels;
  *   with 512 the two were level, so the smaller rounding error of F(2x2) decides.
  * - AVX-512, Zen 4 (2026-12-07): F(4x4) beat F(2x2) and oneDNN's AVX-512 kernels up to 512 channels where
  *   the output has at least 2x2 tiles per image (7x7 included); with a single 4x4 tile per image (ResNet-50's
- *   last stage at 128 px) oneDNN's kernels won two of the three passes, so those layers stay on oneDNN. */
+ *   last stage at 128 px) oneDNN's kernels won two of the three passes, so those layers stay on oneDNN.
+ * - AVX-512, Intel Xeon (2026-12-08): as cpu_conv_wino_widest says. */
 static int wino_tile(const ConvDesc *d, bool bf16, int block) {
     bool avx512 = cpu_conv_vector_block() == 16;
-    int m = avx512 || (d->cin <= 256 && d->cout <= 256) ? 4 : 2;
+    int m = avx512 || (d->cin <= 256 && d->cout <= 256) ? 4 : 2, widest = cpu_conv_wino_widest();
     bool ok = !bf16 && wino_supported(d, m, block_of(d->cin, block), block_of(d->cout, block)) && d->cin >= 32 &&
-              d->cout >= 32 && d->cin <= 512 && d->cout <= 512;
+              d->cout >= 32 && d->cin <= widest && d->cout <= widest;
     if (avx512 && ((d->oh + m - 1) / m) * ((d->ow + m - 1) / m) < 4) ok = false;
     return ok ? m : 0;
 }

@@ -24,12 +24,16 @@ bool cpu_conv_bf16_native(void);
 /* The channel block of oneDNN's blocked activation layout its kernels prefer on this CPU: 16 with AVX-512, else 8. */
 int cpu_conv_vector_block(void);
 
+/* The most channels (in or out) of a 3x3 stride-1 fp32 convolution that a plan with winograd runs in winograd.c
+ * on this CPU: 512, or 128 on an Intel CPU with AVX-512 (see cpu_conv.c, wino_tile). */
+int cpu_conv_wino_widest(void);
+
 /* Makes the forward, backward-data and backward-weights primitives for d, with their weight reorders; with
  * bf16 they read x, dy and w in bf16 (cast copies, or the caller's own where d->t stores them bf16) and accumulate
  * in fp32, writing y and dx in d->t's storage and dw in fp32 (without bf16, d->t must be all fp32). block: the
  * caller's activations with a multiple of block channels are nChw<block>c (0: all NHWC; backend.h). winograd:
- * a 3x3 stride-1 convolution with 32 to 512 channels in and out runs winograd.c instead (F(4x4, 3x3) up to 256
- * channels, F(2x2, 3x3) with 512), in fp32. */
+ * a 3x3 stride-1 convolution with 32 to cpu_conv_wino_widest() channels in and out runs winograd.c instead
+ * (F(4x4, 3x3); on AVX2 F(2x2, 3x3) with 512), in fp32. */
 int cpu_conv_plan(CpuConv *cc, const ConvDesc *d, bool bf16, int block, bool winograd, void **plan, Error *err);
 /* Frees a plan (NULL is fine). */
 void cpu_conv_plan_free(void *plan);
