@@ -243,9 +243,9 @@ struct Backend {
                     * backend (ops->bf16 only on CPUs with AVX512_BF16 or AMX) does this for convolutions and
                     * keeps the FC, a fraction of a percent of the step, in fp32. */
     bool winograd; /* cpu: 3x3 stride-1 fp32 convolutions with 32 to 512 channels in and out (to 128 on an
-                    * Intel CPU with AVX-512) run Winograd's
-                    * F(4x4, 3x3) or F(2x2, 3x3) (src/backend/cpu/winograd.h) instead of oneDNN's direct kernels,
-                    * and bf16 ones from 64 channels bf16 F(2x2, 3x3) (winograd_bf16.h); equal up to rounding.
+                    * Intel CPU with AVX-512) run Winograd's F(4x4, 3x3) or F(2x2, 3x3)
+                    * (src/backend/cpu/winograd.h) instead of oneDNN's direct kernels, and bf16 ones from 64
+                    * channels bf16 F(2x2, 3x3) (winograd_bf16.h); equal up to rounding.
                     * backend_create sets true on cpu (false elsewhere); a caller may set false before making
                     * plans. */
     void *impl;    /* the implementation's private state */

@@ -714,9 +714,9 @@ static void test_conv_impl_choice(void **state) {
     /* Winograd where asked for and chosen: 3x3 stride 1 with 32 to 512 channels (on an Intel CPU with AVX-512,
      * to 128: cpu_conv_wino_widest), fp32, either layout; not with 16 or 1024 channels, not strided. The tile:
      * F(4x4) up to 256 channels; at 512, F(2x2) on AVX2 and F(4x4) on AVX-512. On AVX-512, not where the
-     * output has a single 4x4 tile per image. In bf16 (with
-     * AVX512_BF16) winograd_bf16.c's F(2x2) where wino16_expected says: forward and backward data from 64 channels,
-     * backward weights from 32 up to 256, all with 4x4 tiles per image or more. */
+     * output has a single 4x4 tile per image. In bf16 (with AVX512_BF16) winograd_bf16.c's F(2x2) where
+     * wino16_expected says: forward and backward data from 64 channels, backward weights from 32 up to 256, all
+     * with 4x4 tiles per image or more. */
     bool avx512 = cpu_conv_vector_block() == 16;
     const ConvCase big = {2, 8, 8, 512, 512, 3, 1, 1}, small512 = {2, 3, 3, 512, 512, 3, 1, 1};
     const ConvCase wino[] = {k3, k3_narrow, {2, 9, 7, 32, 48, 3, 1, 1}, {2, 9, 9, 32, 64, 3, 1, 1}, big, tiny,
