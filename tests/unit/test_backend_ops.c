@@ -563,8 +563,9 @@ static float *stored_out(const void *o, size_t n, ActType t) {
 
 /* Whether a bf16 plan for d (a shape winograd_bf16.c computes) should run pass (0 forward, 1 backward data, 2
  * backward weights) there, as cpu_conv.c's rule says: at least 4x4 output tiles per image; forward and backward
- * data with 64 or more channels in and out, backward weights (32 or more) up to 256. */
+ * data with 64 or more channels in and out, backward weights (32 or more) up to 256; none on a CPU with AMX. */
 static bool wino16_expected(const ConvDesc *d, int pass) {
+    if (cpu_conv_amx()) return false;
     if (((d->oh + 1) / 2) * ((d->ow + 1) / 2) < 16) return false;
     if (pass < 2) return d->cin >= 64 && d->cout >= 64;
     return d->cin <= 256 && d->cout <= 256;

@@ -21,6 +21,9 @@ void cpu_conv_destroy(CpuConv *cc);
 /* True when oneDNN finds native bf16 dot products (AVX512_BF16 or AMX) on this CPU. */
 bool cpu_conv_bf16_native(void);
 
+/* True when oneDNN runs bf16 convolutions on AMX tiles on this CPU (then no pass runs bf16 Winograd). */
+bool cpu_conv_amx(void);
+
 /* The channel block of oneDNN's blocked activation layout its kernels prefer on this CPU: 16 with AVX-512, else 8. */
 int cpu_conv_vector_block(void);
 
