@@ -5,7 +5,6 @@
 
 #include <omp.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "backend/backend.h"
 

@@ -564,7 +564,8 @@ static int wino_tile(const ConvDesc *d, bool bf16, int block) {
  * multiplies give oneDNN's bf16 kernels about 16x AVX512_BF16's products per cycle, against the 2.25x fewer
  * products of F(2x2) (not measured: no AMX CPU was at hand). */
 static unsigned wino16_passes(const ConvDesc *d, int block) {
-    if (!cpu_conv_bf16_native() || cpu_conv_amx() || !wino16_supported(d, block_of(d->cin, block), block_of(d->cout, block)) ||
+    if (!cpu_conv_bf16_native() || cpu_conv_amx() ||
+        !wino16_supported(d, block_of(d->cin, block), block_of(d->cout, block)) ||
         ((d->oh + 1) / 2) * ((d->ow + 1) / 2) < 16)
         return 0;
     int narrow = d->cin < d->cout ? d->cin : d->cout, wide = d->cin > d->cout ? d->cin : d->cout;
